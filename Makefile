@@ -1,0 +1,81 @@
+# keyops.lifecycle — every target bootstraps what it needs into .venv (pinned requirement files).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BUILD := $(CURDIR)/build
+# Ansible finds collections as <path>/ansible_collections/<namespace>/<name>: a link to this checkout.
+COLLECTIONS := $(BUILD)/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/keyops/lifecycle
+# ansible-test needs a real directory at that shape (it resolves its working directory), so sanity
+# runs on a copy; HOME points into build/ so nothing lands in the user's home.
+SANITY_TREE := $(BUILD)/sanity/ansible_collections/keyops/lifecycle
+TEST_HOME := $(BUILD)/home
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PYTHONPATH := $(COLLECTIONS)
+export ANSIBLE_HOME := $(BUILD)/ansible-home
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps collection test unit integration lint sanity molecule demo bench build clean
+
+help:
+	@echo "make demo   - start a local OpenBao lab, run the rotation job twice, stop the lab"
+	@echo "make test   - unit + integration tests (real OpenBao), molecule, ansible-lint, ansible-test sanity"
+	@echo "make lint | sanity | unit | integration | molecule | bench | build | clean"
+
+$(BIN)/.requirements-stamp: requirements/runtime.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements/dev.txt
+	touch $@
+
+venv: $(BIN)/.requirements-stamp
+
+# Debian packages some tests need (installed only when missing; needs root or sudo).
+system-deps:
+	@bash tools/system-deps.sh
+
+collection:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+unit: venv collection
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: venv collection system-deps
+	$(BIN)/python -m pytest tests/integration -q $(PYTEST_ARGS)
+
+molecule: venv collection
+	@if ls -d extensions/molecule/*/molecule.yml >/dev/null 2>&1; then \
+	  cd extensions && PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/molecule test --all; \
+	else echo "molecule: no scenarios yet"; fi
+
+lint: venv collection
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production --offline
+
+sanity: venv
+	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
+	tar --exclude=./.venv --exclude=./build --exclude=./.git --exclude=./.lab --exclude=./tests/output \
+	    --exclude='*.tar.gz' --exclude=./rotation-reports -cf - . | tar -xf - -C $(SANITY_TREE)
+	HOME=$(TEST_HOME) $(BIN)/python tools/sanity_pip_bootstrap.py
+	cd $(SANITY_TREE) && HOME=$(TEST_HOME) PATH=$(CURDIR)/$(BIN):$$PATH \
+	  $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no
+
+# Everything CI runs.  `pytest` exit 5 (no tests collected) fails here like any other error.
+test: venv collection system-deps
+	$(BIN)/python -m pytest tests/unit tests/integration -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory molecule
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory sanity
+
+demo: venv collection
+	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/demo.sh
+
+bench: venv collection
+	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then $(BIN)/python -m pytest benchmarks -q -m bench -s; \
+	else echo "bench: no benchmarks yet"; fi
+
+build: venv
+	mkdir -p $(BUILD)/dist && $(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .
+
+clean:
+	rm -rf $(BUILD) .pytest_cache

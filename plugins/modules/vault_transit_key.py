@@ -1,0 +1,247 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: vault_transit_key
+short_description: Create, rotate, configure, trim and delete Vault/OpenBao transit keys safely
+version_added: 0.1.0
+description:
+  - Manages one key of a transit secrets engine.
+  - Rotation can be made idempotent for scheduled jobs with O(rotate_older_than).
+  - Raising O(min_decryption_version) makes older ciphertext undecryptable, so it is refused unless
+    O(in_use_min_version) proves no consumer still uses an older version, or O(force=true).
+  - Supports check mode (nothing is sent; the result predicts the change) and diff mode
+    (configuration and version list before and after; never key material).
+extends_documentation_fragment:
+  - keyops.lifecycle.vault_connection
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  action_group:
+    support: full
+    membership:
+      - keyops.lifecycle.vault
+options:
+  name:
+    description: Name of the transit key.
+    type: str
+    required: true
+  mount:
+    description: Path the transit secrets engine is mounted at.
+    type: str
+    default: transit
+  state:
+    description:
+      - V(present) creates the key if needed and applies the other options.
+      - V(absent) deletes the key and every version of it. This needs the key's C(deletion_allowed) to be
+        true, or O(deletion_allowed=true) in the same task as confirmation.
+    type: str
+    choices: [present, absent]
+    default: present
+  type:
+    description:
+      - Key type, used when the key is created. An existing key of another type is an error (types cannot change).
+      - Defaults to V(aes256-gcm96) on creation.
+    type: str
+    choices: [aes128-gcm96, aes256-gcm96, chacha20-poly1305, xchacha20-poly1305, ed25519, ecdsa-p256, ecdsa-p384,
+              ecdsa-p521, rsa-2048, rsa-3072, rsa-4096, hmac]
+  key_size:
+    description: Size in bytes of an V(hmac) key (32 to 512). Only used on creation.
+    type: int
+  derived:
+    description: Create a key that derives per-context keys. Fixed at creation.
+    type: bool
+  rotate:
+    description:
+      - Rotate the key now (add a new version that becomes the encryption version).
+      - Not idempotent by nature; scheduled jobs should use O(rotate_older_than).
+    type: bool
+    default: false
+  rotate_older_than:
+    description:
+      - Rotate only when the newest version is at least this old, for example V(90d), V(12h), V(1h30m).
+      - A second run inside the period changes nothing.
+    type: str
+  min_decryption_version:
+    description:
+      - Oldest key version Vault may decrypt with.
+      - Raising it above the current value requires O(in_use_min_version) >= the new value, or O(force=true).
+    type: int
+  in_use_min_version:
+    description:
+      - The oldest key version still referenced by any consumer of this key (for example the
+        C(min_version_in_use) of M(keyops.lifecycle.vault_transit_rewrap)). Guards O(min_decryption_version).
+    type: int
+  force:
+    description: Raise O(min_decryption_version) without proof that no consumer needs older versions.
+    type: bool
+    default: false
+  min_encryption_version:
+    description: Oldest version Vault may encrypt with; V(0) means the latest.
+    type: int
+  min_available_version:
+    description:
+      - Trim the key, destroying versions below this number for good.
+      - Must not exceed O(min_decryption_version) or O(min_encryption_version) (Vault requires the latter to be set).
+    type: int
+  deletion_allowed:
+    description: Whether the key may be deleted.
+    type: bool
+  exportable:
+    description: Allow exporting the key. Cannot be turned off once on.
+    type: bool
+  allow_plaintext_backup:
+    description: Allow plaintext backups of the key. Cannot be turned off once on.
+    type: bool
+  auto_rotate_period:
+    description: Let Vault rotate the key itself at this interval (V(0) turns it off; at least V(1h)).
+    type: str
+author:
+  - keyops developers
+"""
+
+EXAMPLES = r"""
+- name: Use one connection for every Vault task
+  module_defaults:
+    group/keyops.lifecycle.vault:
+      url: https://vault.example.com:8200
+      token: "{{ vault_token }}"
+  block:
+    - name: Make sure K10's key exists
+      keyops.lifecycle.vault_transit_key:
+        name: kasten
+        type: aes256-gcm96
+
+    - name: Rotate it when the newest version is 90 days old (safe to schedule daily)
+      keyops.lifecycle.vault_transit_key:
+        name: kasten
+        rotate_older_than: 90d
+
+    - name: Stop decrypting with versions no consumer uses any more
+      keyops.lifecycle.vault_transit_key:
+        name: kasten
+        min_decryption_version: 3
+        in_use_min_version: "{{ rewrap.min_version_in_use }}"
+
+    - name: Delete a key that is no longer needed
+      keyops.lifecycle.vault_transit_key:
+        name: old-key
+        state: absent
+        deletion_allowed: true
+"""
+
+RETURN = r"""
+key:
+  description: The key after the task (predicted in check mode). Empty after deletion.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Key name.
+      type: str
+    type:
+      description: Key type.
+      type: str
+    latest_version:
+      description: Newest version (used for encryption).
+      type: int
+    min_decryption_version:
+      description: Oldest version Vault decrypts with.
+      type: int
+    min_encryption_version:
+      description: Oldest version Vault encrypts with (0 = latest).
+      type: int
+    min_available_version:
+      description: Versions below this were trimmed.
+      type: int
+    versions:
+      description: Version number (as string) to creation time (UTC, ISO 8601), for versions Vault lists.
+      type: dict
+  sample:
+    name: kasten
+    type: aes256-gcm96
+    latest_version: 3
+    min_decryption_version: 2
+    min_encryption_version: 0
+    min_available_version: 0
+    versions: {"2": "2026-08-01T00:00:00Z", "3": "2026-11-01T00:00:00Z"}
+actions:
+  description: What the task did (or would do in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["rotated to version 3", "configured: min_decryption_version 1 -> 2"]
+"""
+
+import datetime
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
+    run_vault_module,
+    vault_argument_spec,
+)
+from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import (
+    KEY_TYPES,
+    TransitBackend,
+    describe,
+    diff_view,
+    plan_transit_key,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=vault_argument_spec(
+            name=dict(type="str", required=True),
+            mount=dict(type="str", default="transit"),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            type=dict(type="str", choices=list(KEY_TYPES)),
+            key_size=dict(type="int"),
+            derived=dict(type="bool"),
+            rotate=dict(type="bool", default=False),
+            rotate_older_than=dict(type="str"),
+            min_decryption_version=dict(type="int"),
+            in_use_min_version=dict(type="int"),
+            force=dict(type="bool", default=False),
+            min_encryption_version=dict(type="int"),
+            min_available_version=dict(type="int"),
+            deletion_allowed=dict(type="bool"),
+            exportable=dict(type="bool"),
+            allow_plaintext_backup=dict(type="bool"),
+            auto_rotate_period=dict(type="str"),
+        ),
+        mutually_exclusive=[("rotate", "rotate_older_than")],
+        supports_check_mode=True,
+    )
+
+    def work(connection):
+        backend = TransitBackend(connection, module.params["mount"])
+        name = module.params["name"]
+        before = backend.get_info(name)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        operations, predicted = plan_transit_key(before, module.params, now)
+        if operations and not module.check_mode:
+            actions = backend.apply(name, operations, before)
+            after = backend.get_info(name)
+        else:
+            actions = [describe(op, payload, before) for op, payload in operations]
+            after = predicted
+        result = dict(changed=bool(operations), key=after or {}, actions=actions)
+        if module._diff:
+            result["diff"] = dict(before=diff_view(before), after=diff_view(after))
+        return result
+
+    run_vault_module(module, work)
+
+
+if __name__ == "__main__":
+    main()
