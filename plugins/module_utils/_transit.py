@@ -163,13 +163,16 @@ def plan_transit_key(current, desired, now):
     """Decide what to send to Vault.
 
     ``current``: :func:`normalize_key` output or None.  ``desired``: the module's parameters.
-    Returns ``(operations, predicted)``: a list of ``(operation, payload)`` with operation one
-    of create/rotate/config/trim/delete, and the key as it will read afterwards (None when
-    deleted).  Raises :class:`TransitPlanError` before anything is sent.
+    Returns ``(operations, predicted)``: a list of ``(operation, payload, action)`` with
+    operation one of create/rotate/config/trim/delete and ``action`` a secret-free sentence
+    for the result, and the key as it will read afterwards (None when deleted).  Raises :class:`TransitPlanError` before anything is sent.
     """
     ops = []
     name = desired["name"]
     _validate_numbers(desired)
+    older_than = desired.get("rotate_older_than")
+    if older_than is not None:
+        older_than = parse_duration(older_than, "rotate_older_than")
     if desired.get("state") == "absent":
         if current is None:
             return ops, None
@@ -179,8 +182,8 @@ def plan_transit_key(current, desired, now):
                     "refusing to delete transit key %r: its deletion_allowed is false. Deleting destroys every "
                     "version and makes all its ciphertext undecryptable forever; set deletion_allowed: true in "
                     "this task to confirm" % name)
-            ops.append(("config", {"deletion_allowed": True}))
-        ops.append(("delete", {}))
+            ops.append(("config", {"deletion_allowed": True}, "configured: deletion_allowed False -> True"))
+        ops.append(("delete", {}, "deleted"))
         return ops, None
 
     predicted = copy.deepcopy(current)
@@ -202,7 +205,7 @@ def plan_transit_key(current, desired, now):
                 predicted["auto_rotate_period"] = period
         if key_type == "hmac" and desired.get("key_size") is None:
             raise TransitPlanError("type hmac needs key_size (bytes, 32 to 512)")
-        ops.append(("create", create))
+        ops.append(("create", create, "created (%s)" % key_type))
     else:
         if desired.get("type") and desired["type"] != current["type"]:
             raise TransitPlanError(
@@ -214,17 +217,19 @@ def plan_transit_key(current, desired, now):
 
     # Step: rotate.
     rotate = bool(desired.get("rotate"))
-    if not rotate and desired.get("rotate_older_than") is not None and current is not None:
-        rotate = rotation_due(predicted, parse_duration(desired["rotate_older_than"], "rotate_older_than"), now)
+    if not rotate and older_than is not None and current is not None:
+        rotate = rotation_due(predicted, older_than, now)
     if rotate:
-        ops.append(("rotate", {"expect_latest_version": predicted["latest_version"] + 1}))
+        ops.append(("rotate", {"expect_latest_version": predicted["latest_version"] + 1},
+                    "rotated to version %d" % (predicted["latest_version"] + 1)))
         predicted["latest_version"] += 1
         predicted["versions"][str(predicted["latest_version"])] = _iso(now)
 
     # Step: configuration.
+    before_config = dict(predicted)
     config = _plan_config(current, predicted, desired)
     if config:
-        ops.append(("config", config))
+        ops.append(("config", config, _describe_config(config, before_config)))
 
     # Step: trim (irreversible, so checked against the state after the config above).
     wanted_available = desired.get("min_available_version")
@@ -240,7 +245,8 @@ def plan_transit_key(current, desired, now):
                 "(%d) or min_encryption_version (%d)" % (name, wanted_available,
                                                          predicted["min_decryption_version"],
                                                          predicted["min_encryption_version"]))
-        ops.append(("trim", {"min_available_version": wanted_available}))
+        ops.append(("trim", {"min_available_version": wanted_available},
+                    "trimmed versions below %d" % wanted_available))
         predicted["min_available_version"] = wanted_available
         _drop_versions_below(predicted, wanted_available)
     return ops, predicted
@@ -320,21 +326,10 @@ def _plan_config(current, predicted, desired):
     return config
 
 
-def describe(operation, payload, before):
+def _describe_config(config, before):
     """A short, secret-free sentence for the ``actions`` result."""
-    if operation == "create":
-        return "created (%s)" % payload["type"]
-    if operation == "rotate":
-        return "rotated to version %d" % payload["expect_latest_version"]
-    if operation == "config":
-        changes = []
-        for option in sorted(payload):
-            old = before.get(option) if before else None
-            changes.append("%s %s -> %s" % (option, old, payload[option]))
-        return "configured: " + ", ".join(changes)
-    if operation == "trim":
-        return "trimmed versions below %d" % payload["min_available_version"]
-    return "deleted"
+    return "configured: " + ", ".join("%s %s -> %s" % (option, before.get(option), config[option])
+                                      for option in sorted(config))
 
 
 def diff_view(key):
@@ -361,16 +356,13 @@ class TransitBackend:
     def list_names(self):
         return sorted(self.connection.list("%s/keys" % self.mount))
 
-    def apply(self, name, operations, before):
+    def apply(self, name, operations):
         """Send ``operations`` in order; returns the actions done.  On failure the error carries them."""
         actions = []
-        state = before
         try:
-            for operation, payload in operations:
+            for operation, payload, action in operations:
                 self._send(name, operation, payload)
-                actions.append(describe(operation, payload, state))
-                if operation == "config" and state is not None:
-                    state = dict(state, **payload)
+                actions.append(action)
         except VaultModuleError as exc:
             exc.details.setdefault("actions", actions)
             if actions:

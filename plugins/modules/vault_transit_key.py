@@ -192,7 +192,6 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
 from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import (
     KEY_TYPES,
     TransitBackend,
-    describe,
     diff_view,
     plan_transit_key,
 )
@@ -230,10 +229,10 @@ def main():
         now = datetime.datetime.now(datetime.timezone.utc)
         operations, predicted = plan_transit_key(before, module.params, now)
         if operations and not module.check_mode:
-            actions = backend.apply(name, operations, before)
+            actions = backend.apply(name, operations)
             after = backend.get_info(name)
         else:
-            actions = [describe(op, payload, before) for op, payload in operations]
+            actions = [action for _operation, _payload, action in operations]
             after = predicted
         result = dict(changed=bool(operations), key=after or {}, actions=actions)
         if module._diff:

@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Test-only callback: append every task result as one JSON line to $KEYOPS_RECORD_FILE."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: record_results
+type: aggregate
+short_description: write task results as JSON lines for the test-suite
+description:
+  - Used by tests/integration only.
+"""
+
+import json
+import os
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "record_results"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def _record(self, status, result):
+        path = os.environ.get("KEYOPS_RECORD_FILE")
+        if not path:
+            return
+        entry = {"task": result.task_name, "host": result.host.get_name(), "status": status,
+                 "result": result._result}
+        with open(path, "a") as handle:
+            handle.write(json.dumps(entry, default=str) + "\n")
+
+    def v2_runner_on_ok(self, result):
+        self._record("ok", result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._record("failed", result)
+
+    def v2_runner_on_skipped(self, result):
+        self._record("skipped", result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._record("unreachable", result)
