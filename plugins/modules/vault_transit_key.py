@@ -20,15 +20,13 @@ description:
     (configuration and version list before and after; never key material).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
+  - keyops.lifecycle.attributes
+  - keyops.lifecycle.attributes.vault_group
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: full
-  action_group:
-    support: full
-    membership:
-      - keyops.lifecycle.vault
 options:
   name:
     description: Name of the transit key.
@@ -105,7 +103,7 @@ options:
     description: Let Vault rotate the key itself at this interval (V(0) turns it off; at least V(1h)).
     type: str
 author:
-  - keyops developers
+  - keyops developers (@keyops)
 """
 
 EXAMPLES = r"""

@@ -15,15 +15,13 @@ description:
   - Reports configuration and version list of transit keys. Never returns key material.
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
+  - keyops.lifecycle.attributes
+  - keyops.lifecycle.attributes.vault_group
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
-  action_group:
-    support: full
-    membership:
-      - keyops.lifecycle.vault
 options:
   name:
     description: Key to read. When omitted, every key of O(mount) is read.
@@ -33,7 +31,7 @@ options:
     type: str
     default: transit
 author:
-  - keyops developers
+  - keyops developers (@keyops)
 """
 
 EXAMPLES = r"""

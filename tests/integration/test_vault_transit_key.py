@@ -277,7 +277,7 @@ def test_info_one_all_and_missing(ansible, transit_mount):
     ], check=True, expect_rc=0)
     assert [k["name"] for k in run.task("all")["keys"]] == ["a", "b"]
     assert run.task("one")["key"]["name"] == "a" and run.task("one")["exists"] is True
-    assert run.task("missing") ["exists"] is False and run.task("missing")["keys"] == []
+    assert run.task("missing")["exists"] is False and run.task("missing")["keys"] == []
 
 
 def test_verbose_output_never_shows_the_token_or_ciphertext(tmp_path, vault, vault_client, transit_mount):

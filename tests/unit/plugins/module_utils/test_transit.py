@@ -154,7 +154,7 @@ def test_plan_delete():
         plan_transit_key(vault_key(), desired(state="absent"), NOW)
     ops, predicted = plan_transit_key(vault_key(), desired(state="absent", deletion_allowed=True), NOW)
     assert [op[0] for op in ops] == ["config", "delete"] and predicted is None
-    ops, _ = plan_transit_key(vault_key(deletion_allowed=True), desired(state="absent"), NOW)
+    ops = plan_transit_key(vault_key(deletion_allowed=True), desired(state="absent"), NOW)[0]
     assert [op[0] for op in ops] == ["delete"]
 
 

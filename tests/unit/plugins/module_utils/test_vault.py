@@ -92,9 +92,9 @@ def test_refused_connection_is_retried_even_for_rotate():
 
 
 def test_missing_key_vs_missing_mount():
-    conn, _ = connection([FakeResponse(404, {"errors": []})])
+    conn = connection([FakeResponse(404, {"errors": []})])[0]
     assert conn.read("transit/keys/nope") is None
-    conn, _ = connection([FakeResponse(404, {"errors": ['no handler for route "x/keys/k". route entry not found.']})])
+    conn = connection([FakeResponse(404, {"errors": ['no handler for route "x/keys/k". route entry not found.']})])[0]
     with pytest.raises(VaultMountMissingError, match="nothing is mounted at 'x/'"):
         conn.read("x/keys/k")
 
