@@ -66,7 +66,7 @@ sanity: venv
 
 # Everything CI runs.  `pytest` exit 5 (no tests collected) fails here like any other error.
 test: venv collection system-deps
-	$(BIN)/python -m pytest tests/unit tests/integration -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/unit tests/integration -q -n 2 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory molecule
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory sanity
