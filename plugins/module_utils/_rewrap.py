@@ -1,0 +1,275 @@
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Rewrap a file of transit ciphertexts to a newer key version, streaming and crash-safe.
+
+Two passes over the file:
+
+1. census: every line is parsed (one ciphertext per line, or JSON lines with the ciphertext in
+   ``field``) and counted by key version.  Malformed lines are reported here, before any request
+   is sent.  Check mode stops after this pass.
+2. rewrite: lines below the target version are sent to Vault in batches; the whole file is
+   written to a temporary file beside the original, fsynced and renamed over it, so the file is
+   at every instant either entirely old or entirely new.  A per-item error in any batch discards
+   the temporary file: nothing is written.
+
+Memory stays flat: at most ``workers`` batches of ``batch_size`` lines are held at once.
+Ciphertexts and line contents never appear in messages; lines are referred to by number.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import contextlib
+import fcntl
+import json
+import os
+import re
+import tempfile
+
+from concurrent.futures import ThreadPoolExecutor
+
+# Vault/OpenBao transit ciphertext: vault:v<version>:<base64>.
+CIPHERTEXT_RE = re.compile(r"^vault:v(\d+):[A-Za-z0-9+/=]+$")
+# OpenBao's default listener refuses JSON bodies with more than ~1,000 strings: 499 items pass.
+MAX_SAFE_BATCH = 490
+MAX_REPORTED_ERRORS = 20
+
+
+class RewrapError(Exception):
+    """The file cannot be rewrapped as asked; nothing has been written."""
+
+    def __init__(self, msg, errors=None):
+        super(RewrapError, self).__init__(msg)
+        self.msg = msg
+        self.errors = errors or []
+
+
+def ciphertext_version(value):
+    """Key version of a transit ciphertext, or None when ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    match = CIPHERTEXT_RE.match(value)
+    return int(match.group(1)) if match else None
+
+
+def parse_line(text, field):
+    """Return ``(ciphertext, document)`` of one line; ``(None, None)`` for a blank line.
+
+    Raises ValueError with a message that never quotes the line (it may hold secrets).
+    """
+    stripped = text.strip()
+    if not stripped:
+        return None, None
+    if field is None:
+        value, document = stripped, None
+    else:
+        try:
+            document = json.loads(stripped)
+        except ValueError:
+            raise ValueError("not a JSON document (field=%r expects JSON lines)" % field)
+        if not isinstance(document, dict) or field not in document:
+            raise ValueError("JSON line has no field %r" % field)
+        value = document[field]
+    if ciphertext_version(value) is None:
+        raise ValueError("not a Vault transit ciphertext (expected vault:v<N>:<base64>)")
+    return value, document
+
+
+def replace_ciphertext(text, document, field, old, new):
+    """The line with ``old`` replaced by ``new``, every other byte kept as it was."""
+    if field is None:
+        return text.replace(old, new, 1)
+    quoted = '"%s"' % old  # ciphertexts contain no characters JSON escapes
+    if text.count(quoted) == 1:
+        return text.replace(quoted, '"%s"' % new, 1)
+    document = dict(document)
+    document[field] = new
+    ending = "\n" if text.endswith("\n") else ""
+    return json.dumps(document) + ending
+
+
+def census_add(census, version):
+    census[str(version)] = census.get(str(version), 0) + 1
+
+
+def sorted_census(census):
+    return dict(sorted(census.items(), key=lambda item: int(item[0])))
+
+
+def min_version(census):
+    return min((int(v) for v, n in census.items() if n), default=None)
+
+
+@contextlib.contextmanager
+def locked(path, exclusive=True):
+    """Serialise rewrites of one file across processes (two keys may share a consumer file).
+
+    The lock is a sidecar file: the data file itself is replaced by rename, so a lock on its
+    inode would not be seen by the next writer.
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    lock_path = os.path.join(directory, ".%s.keyops-lock" % base)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def take_census(path, field):
+    """First pass: version counts; raises RewrapError listing malformed lines by number."""
+    census, errors, bad = {}, [], 0
+    with open(path, "r") as handle:
+        for lineno, text in enumerate(handle, 1):
+            try:
+                ciphertext, _document = parse_line(text, field)
+            except ValueError as exc:
+                bad += 1
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    errors.append({"line": lineno, "error": str(exc)})
+                continue
+            if ciphertext is not None:
+                census_add(census, ciphertext_version(ciphertext))
+    if bad:
+        raise RewrapError("%s: %d malformed line(s), first at line %d; nothing was rewrapped"
+                          % (path, bad, errors[0]["line"]), errors)
+    return sorted_census(census)
+
+
+class BatchRewrapper:
+    """Sends batches through ``send(items) -> results`` and splits a batch the server refuses as too large."""
+
+    def __init__(self, send, batch_size):
+        self.send = send
+        self.batch_size = batch_size
+
+    def __call__(self, ciphertexts):
+        try:
+            return self.send(ciphertexts)
+        except TooLargeError:
+            if len(ciphertexts) == 1:
+                raise
+            half = len(ciphertexts) // 2
+            # Later batches start at the size that worked.
+            self.batch_size = max(1, min(self.batch_size, half))
+            return self(ciphertexts[:half]) + self(ciphertexts[half:])
+
+
+class TooLargeError(RewrapError):
+    """The server refused the request body as too large or too complex."""
+
+
+def _chunks(handle, field, target, batch_size):
+    """Yield (lines, versions, pending) chunks of the file.
+
+    ``versions`` holds each line's key version (None for blank lines); ``pending`` holds
+    (index in lines, ciphertext, document) for the lines below ``target``.
+    """
+    lines, versions, pending = [], [], []
+    for lineno, text in enumerate(handle, 1):
+        try:
+            ciphertext, document = parse_line(text, field)
+        except ValueError as exc:
+            # The census pass saw a valid file and we hold the lock: someone wrote it without the lock.
+            raise RewrapError("line %d changed during the rewrap (%s); nothing was written" % (lineno, exc))
+        version = ciphertext_version(ciphertext) if ciphertext is not None else None
+        if version is not None and version < target:
+            pending.append((len(lines), ciphertext, document))
+        lines.append(text)
+        versions.append(version)
+        if len(pending) >= batch_size:
+            yield lines, versions, pending
+            lines, versions, pending = [], [], []
+    if lines:
+        yield lines, versions, pending
+
+
+def rewrite(path, field, target, rewrap, batch_size, workers=1):
+    """Second pass: write the rewrapped file to a temp file; return (temp path, census_after, rewrapped).
+
+    ``rewrap(list_of_ciphertexts)`` returns a list of ``{"ciphertext": ...}`` or ``{"error": ...}``.
+    On any error the temp file is removed and RewrapError lists the failing lines.
+    """
+    directory, base = os.path.split(os.path.abspath(path))
+    fd, temp_path = tempfile.mkstemp(prefix=".%s.keyops-rewrap-" % base, dir=directory)
+    census, errors, failed, rewrapped = {}, [], 0, 0
+    line_offset = 0
+    try:
+        with os.fdopen(fd, "w") as out, open(path, "r") as handle, ThreadPoolExecutor(max_workers=workers) as pool:
+            in_flight = collections.deque()
+
+            def drain_one():
+                nonlocal line_offset, failed, rewrapped
+                lines, versions, pending, future = in_flight.popleft()
+                results = future.result() if future is not None else []
+                for (index, old, document), result in zip(pending, results):
+                    new = result.get("ciphertext") if isinstance(result, dict) else None
+                    if not new or ciphertext_version(new) is None:
+                        failed += 1
+                        if len(errors) < MAX_REPORTED_ERRORS:
+                            errors.append({"line": line_offset + index + 1,
+                                           "error": str((result or {}).get("error") or "no ciphertext returned")})
+                        continue
+                    lines[index] = replace_ciphertext(lines[index], document, field, old, new)
+                    versions[index] = ciphertext_version(new)
+                    rewrapped += 1
+                if not failed:
+                    out.writelines(lines)
+                    for version in versions:
+                        if version is not None:
+                            census_add(census, version)
+                line_offset += len(lines)
+
+            for lines, versions, pending in _chunks(handle, field, target, batch_size):
+                future = pool.submit(rewrap, [old for _index, old, _document in pending]) if pending else None
+                in_flight.append((lines, versions, pending, future))
+                if len(in_flight) > workers:
+                    drain_one()
+            while in_flight:
+                drain_one()
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        _remove(temp_path)
+        raise
+    if failed:
+        _remove(temp_path)
+        raise RewrapError("%s: Vault could not rewrap %d ciphertext(s), first at line %d (%s); nothing was written"
+                          % (path, failed, errors[0]["line"], errors[0]["error"]), errors)
+    return temp_path, sorted_census(census), rewrapped
+
+
+def replace_file(temp_path, path):
+    """Give ``temp_path`` the mode and owner of ``path``, rename it over ``path``, fsync the directory."""
+    info = os.stat(path)
+    os.chmod(temp_path, info.st_mode & 0o7777)
+    try:
+        os.chown(temp_path, info.st_uid, info.st_gid)
+    except PermissionError:
+        pass  # not root: the file keeps our ownership, as any editor would leave it
+    os.replace(temp_path, path)
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_stale_temps(path):
+    """Temp files of a run that was killed mid-write (only called while holding the lock)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    prefix = ".%s.keyops-rewrap-" % base
+    for name in os.listdir(directory):
+        if name.startswith(prefix):
+            _remove(os.path.join(directory, name))
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

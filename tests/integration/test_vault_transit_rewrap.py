@@ -1,0 +1,154 @@
+"""vault_transit_rewrap against real OpenBao through ansible-playbook."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+from lab import transit_data
+
+from _ansible import play
+
+
+def rewrap_task(mount, path, name="k", **options):
+    args = dict(name=name, mount=mount, path=str(path))
+    args.update(options)
+    return {"name": "rewrap", "keyops.lifecycle.vault_transit_rewrap": args}
+
+
+def make_key(vault, mount, name="k", rotations=0):
+    client = transit_data.client(vault.address, vault.token)
+    client.adapter.request("POST", "/v1/%s/keys/%s" % (mount, name), json={})
+    for _ in range(rotations):
+        client.adapter.request("POST", "/v1/%s/keys/%s/rotate" % (mount, name), json={})
+    return client
+
+
+def seed_versions(client, mount, name, counts, prefix="p"):
+    """Encrypt counts[i] values while the key is at version i+1 (rotating in between)."""
+    values, ciphertexts = [], []
+    for index, count in enumerate(counts):
+        if index:
+            client.adapter.request("POST", "/v1/%s/keys/%s/rotate" % (mount, name), json={})
+        batch = transit_data.plaintexts(count, "%s%d" % (prefix, index))
+        values += batch
+        ciphertexts += transit_data.encrypt_many(client, mount, name, batch)
+    return values, ciphertexts
+
+
+def test_plain_file_rewrap_idempotent_and_decryptable(ansible, vault, transit_mount, tmp_path):
+    client = make_key(vault, transit_mount)
+    values, ciphertexts = seed_versions(client, transit_mount, "k", [700, 300, 5])
+    path = tmp_path / "consumer.txt"
+    transit_data.write_lines(path, ciphertexts)
+    os.chmod(path, 0o640)
+
+    check = ansible([rewrap_task(transit_mount, path)], check=True, diff=True, expect_rc=0).task("rewrap")
+    assert check["changed"] is True and check["census_before"] == {"1": 700, "2": 300, "3": 5}
+    assert check["rewrapped"] == 1000 and check["min_version_in_use"] == 1
+    assert transit_data.read_ciphertexts(path) == ciphertexts  # check mode wrote nothing
+
+    run = ansible([rewrap_task(transit_mount, path, batch_size=97)], diff=True, expect_rc=0)
+    result = run.task("rewrap")
+    assert result["changed"] is True and result["rewrapped"] == 1000
+    assert result["census_after"] == {"3": 1005} and result["min_version_in_use"] == 3
+    assert result["diff"]["after"] == {"census": {"3": 1005}}
+    assert transit_data.versions_in(path) == [3]
+    assert transit_data.decrypt_many(client, transit_mount, "k", transit_data.read_ciphertexts(path)) == values
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    assert not any(ct in run.output for ct in ciphertexts[:50])
+
+    again = ansible([rewrap_task(transit_mount, path)], expect_rc=0).task("rewrap")
+    assert again["changed"] is False and again["rewrapped"] == 0
+
+
+def test_json_lines_keep_other_fields(ansible, vault, transit_mount, tmp_path):
+    client = make_key(vault, transit_mount)
+    values, ciphertexts = seed_versions(client, transit_mount, "k", [50, 50])
+    path = tmp_path / "records.jsonl"
+    transit_data.write_lines(path, ciphertexts, field="secret", extra={"owner": "ops", "note": "ünïcode"})
+    original = path.read_text().splitlines()
+    result = ansible([rewrap_task(transit_mount, path, field="secret", backup=True)], expect_rc=0).task("rewrap")
+    assert result["census_after"] == {"2": 100}
+    assert os.path.exists(result["backup_file"]) and open(result["backup_file"]).read().splitlines() == original
+    for before, after in zip(original, path.read_text().splitlines()):
+        doc_before, doc_after = json.loads(before), json.loads(after)
+        assert {k: v for k, v in doc_before.items() if k != "secret"} == {k: v for k, v in doc_after.items() if k != "secret"}
+    assert transit_data.decrypt_many(client, transit_mount, "k", transit_data.read_ciphertexts(path, "secret")) == values
+
+
+def test_malformed_line_and_foreign_ciphertext_write_nothing(ansible, vault, transit_mount, tmp_path):
+    client = make_key(vault, transit_mount, rotations=0)
+    make_key(vault, transit_mount, name="other")
+    _values, ciphertexts = seed_versions(client, transit_mount, "k", [20, 20])
+    foreign = transit_data.encrypt_many(client, transit_mount, "other", ["x"])[0]
+
+    malformed = tmp_path / "malformed.txt"
+    malformed.write_text("\n".join(ciphertexts[:10] + ["a-plaintext-secret"] + ciphertexts[10:]) + "\n")
+    before = malformed.read_text()
+    run = ansible([rewrap_task(transit_mount, malformed)])
+    result = run.task("rewrap")
+    assert run.rc != 0 and "1 malformed line(s), first at line 11" in result["msg"]
+    assert result["errors"] == [{"line": 11, "error": "not a Vault transit ciphertext (expected vault:v<N>:<base64>)"}]
+    assert malformed.read_text() == before and "a-plaintext-secret" not in run.output
+
+    # A ciphertext of another key fails inside a batch: reported by line, file untouched.
+    mixed = tmp_path / "mixed.txt"
+    transit_data.write_lines(mixed, ciphertexts[:5] + [foreign.replace("v1", "v1")] + ciphertexts[5:])
+    before = mixed.read_text()
+    run = ansible([rewrap_task(transit_mount, mixed)])
+    assert run.rc != 0
+    assert "could not rewrap 1 ciphertext(s), first at line 6" in run.task("rewrap")["msg"]
+    assert mixed.read_text() == before
+    assert not [name for name in os.listdir(tmp_path) if "keyops-rewrap" in name]
+
+
+def test_empty_file_missing_file_and_bad_options(ansible, vault, transit_mount, tmp_path):
+    make_key(vault, transit_mount)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = ansible([rewrap_task(transit_mount, empty)], expect_rc=0).task("rewrap")
+    assert result["changed"] is False and result["census_before"] == {} and result["min_version_in_use"] is None
+    for options, text in [({"path": str(tmp_path / "nope")}, "does not exist"),
+                          ({"batch_size": 5000}, "batch_size must be between 1 and 490"),
+                          ({"name": "nokey"}, "transit key 'nokey' does not exist"),
+                          ({"key_version": 7}, "key_version 7 is not a version")]:
+        task = rewrap_task(transit_mount, empty)
+        task["keyops.lifecycle.vault_transit_rewrap"].update(options)
+        run = ansible([task])
+        assert run.rc != 0 and text in run.task("rewrap")["msg"] and "Traceback" not in run.output
+
+
+def test_two_keys_sharing_a_large_file_concurrently(vault, transit_mount, tmp_path):
+    """Two rewraps of one 100k-line file (one field per key) at the same time: both land."""
+    client = make_key(vault, transit_mount, name="a")
+    make_key(vault, transit_mount, name="b")
+    count = 100_000
+    a_values = transit_data.plaintexts(count, "a")
+    a_cts = transit_data.encrypt_many(client, transit_mount, "a", a_values)
+    b_cts = transit_data.encrypt_many(client, transit_mount, "b", transit_data.plaintexts(count, "b"))
+    for key in ("a", "b"):
+        client.adapter.request("POST", "/v1/%s/keys/%s/rotate" % (transit_mount, key), json={})
+    path = tmp_path / "shared.jsonl"
+    with open(path, "w") as handle:
+        for index in range(count):
+            handle.write(json.dumps({"id": index, "a": a_cts[index], "b": b_cts[index]}) + "\n")
+    del b_cts
+
+    procs = []
+    for key in ("a", "b"):
+        playbook = tmp_path / ("rewrap-%s.yml" % key)
+        import yaml
+
+        playbook.write_text(yaml.safe_dump(play([rewrap_task(transit_mount, path, name=key, field=key)])))
+        env = dict(os.environ, VAULT_ADDR=vault.address, VAULT_TOKEN=vault.token,
+                   ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+        procs.append(subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                                       "-i", "localhost,", str(playbook)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for proc in procs:
+        output = proc.communicate(timeout=600)[0]
+        assert proc.returncode == 0, output
+    assert transit_data.versions_in(path, "a") == [2] and transit_data.versions_in(path, "b") == [2]
+    assert transit_data.decrypt_many(client, transit_mount, "a", transit_data.read_ciphertexts(path, "a")) == a_values
