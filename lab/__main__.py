@@ -14,6 +14,7 @@ import sys
 
 from lab import _process
 from lab.openbao import LabError, OpenBaoDevServer, health
+from lab.seed import seed_transit
 
 COMPONENTS = ("vault",)
 
@@ -94,6 +95,15 @@ def cmd_down(_args):
     return 0
 
 
+def cmd_seed_transit(args):
+    state = load_state()
+    if "vault" not in state:
+        raise LabError("no lab vault: run 'python -m lab up vault' first")
+    path = seed_transit(args.directory, state["vault"]["address"], state["vault"]["token"], mount=args.mount)
+    print(path)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -101,9 +111,12 @@ def main(argv=None):
     up.add_argument("components", nargs="*", choices=COMPONENTS, default=list(COMPONENTS))
     sub.add_parser("status", help="show what runs")
     sub.add_parser("down", help="stop everything 'up' started")
+    seed = sub.add_parser("seed-transit", help="create demo transit keys and consumer files; print the vars file")
+    seed.add_argument("directory")
+    seed.add_argument("--mount", default="transit")
     args = parser.parse_args(argv)
     try:
-        return {"up": cmd_up, "status": cmd_status, "down": cmd_down}[args.command](args)
+        return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "seed-transit": cmd_seed_transit}[args.command](args)
     except LabError as exc:
         print("lab: %s" % exc, file=sys.stderr)
         return 1

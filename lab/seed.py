@@ -1,0 +1,51 @@
+"""`python -m lab seed-transit DIR`: transit keys and consumer files full of real ciphertexts.
+
+Used by `make demo` and the molecule scenario.  Writes DIR/rotation.yml, a vars file for
+playbooks/rotate_keys.yml naming the keys and their consumer files.
+"""
+
+import os
+
+import hvac.exceptions
+import yaml
+
+from lab import transit_data
+
+# key name -> (ciphertexts per key version while seeding, consumer field or None)
+DEMO_KEYS = {
+    "kasten": ([2000, 500], None),
+    "payroll": ([3000], "ssn"),
+    "backups": ([800, 200, 100], None),
+}
+
+
+def seed_transit(directory, address, token, mount="transit", keys=None):
+    keys = keys or DEMO_KEYS
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    vault = transit_data.client(address, token)
+    try:
+        vault.sys.enable_secrets_engine("transit", path=mount)
+    except hvac.exceptions.InvalidRequest:
+        pass  # already mounted
+    rotation_keys = []
+    for name, (per_version, field) in keys.items():
+        vault.adapter.request("POST", "/v1/%s/keys/%s" % (mount, name), json={})
+        ciphertexts = []
+        for index, count in enumerate(per_version):
+            if index:
+                vault.adapter.request("POST", "/v1/%s/keys/%s/rotate" % (mount, name), json={})
+            ciphertexts += transit_data.encrypt_many(
+                vault, mount, name, transit_data.plaintexts(count, "%s-v%d" % (name, index + 1)))
+        path = os.path.join(directory, "%s.%s" % (name, "jsonl" if field else "txt"))
+        transit_data.write_lines(path, ciphertexts, field=field, extra={"owner": "demo"} if field else None)
+        os.chmod(path, 0o600)
+        consumer = {"type": "file", "path": path}
+        if field:
+            consumer["field"] = field
+        rotation_keys.append({"name": name, "mount": mount,
+                              "rotate_older_than": "{{ demo_rotate_older_than | default('30d') }}",
+                              "consumers": [consumer], "trim": name == "backups"})
+    vars_path = os.path.join(directory, "rotation.yml")
+    with open(vars_path, "w") as handle:
+        handle.write("---\n" + yaml.safe_dump({"transit_rotation_keys": rotation_keys}, sort_keys=False))
+    return vars_path
