@@ -19,7 +19,20 @@ DEMO_KEYS = {
 }
 
 
-def seed_transit(directory, address, token, mount="transit", keys=None):
+DEMO_ROTATE_OLDER_THAN = "{{ demo_rotate_older_than | default('30d') }}"
+
+
+def expected_plaintexts(name, per_version):
+    """The plaintexts seed_transit encrypted for key ``name``, in file order."""
+    values = []
+    for index, count in enumerate(per_version):
+        values += transit_data.plaintexts(count, "%s-v%d" % (name, index + 1))
+    return values
+
+
+def seed_transit(directory, address, token, mount="transit", keys=None, rotate_older_than=DEMO_ROTATE_OLDER_THAN,
+                 trim=("backups",)):
+    """Create the keys, their consumer files and a vars file; ``rotate_older_than=None`` = always rotate."""
     keys = keys or DEMO_KEYS
     os.makedirs(directory, mode=0o700, exist_ok=True)
     vault = transit_data.client(address, token)
@@ -35,16 +48,17 @@ def seed_transit(directory, address, token, mount="transit", keys=None):
             if index:
                 vault.adapter.request("POST", "/v1/%s/keys/%s/rotate" % (mount, name), json={})
             ciphertexts += transit_data.encrypt_many(
-                vault, mount, name, transit_data.plaintexts(count, "%s-v%d" % (name, index + 1)))
+                vault, mount, name, expected_plaintexts(name, per_version)[sum(per_version[:index]):][:count])
         path = os.path.join(directory, "%s.%s" % (name, "jsonl" if field else "txt"))
         transit_data.write_lines(path, ciphertexts, field=field, extra={"owner": "demo"} if field else None)
         os.chmod(path, 0o600)
         consumer = {"type": "file", "path": path}
         if field:
             consumer["field"] = field
-        rotation_keys.append({"name": name, "mount": mount,
-                              "rotate_older_than": "{{ demo_rotate_older_than | default('30d') }}",
-                              "consumers": [consumer], "trim": name == "backups"})
+        entry = {"name": name, "mount": mount, "consumers": [consumer], "trim": name in trim}
+        if rotate_older_than is not None:
+            entry["rotate_older_than"] = rotate_older_than
+        rotation_keys.append(entry)
     vars_path = os.path.join(directory, "rotation.yml")
     with open(vars_path, "w") as handle:
         handle.write("---\n" + yaml.safe_dump({"transit_rotation_keys": rotation_keys}, sort_keys=False))

@@ -245,13 +245,17 @@ def rewrite(path, field, target, rewrap, batch_size, workers=1):
 
 def replace_file(temp_path, path):
     """Give ``temp_path`` the mode and owner of ``path``, rename it over ``path``, fsync the directory."""
-    info = os.stat(path)
-    os.chmod(temp_path, info.st_mode & 0o7777)
     try:
-        os.chown(temp_path, info.st_uid, info.st_gid)
-    except PermissionError:
-        pass  # not root: the file keeps our ownership, as any editor would leave it
-    os.replace(temp_path, path)
+        info = os.stat(path)
+        os.chmod(temp_path, info.st_mode & 0o7777)
+        try:
+            os.chown(temp_path, info.st_uid, info.st_gid)
+        except PermissionError:
+            pass  # not root: the file keeps our ownership, as any editor would leave it
+        os.replace(temp_path, path)
+    except BaseException:
+        _remove(temp_path)
+        raise
     dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -2,22 +2,25 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.path.dirname(sys.executable)
 
 
 class PlaybookRun:
-    def __init__(self, argv, returncode, stdout, stderr, results):
+    def __init__(self, argv, returncode, stdout, stderr, results, killed=False):
         self.argv = argv
         self.rc = returncode
         self.stdout = stdout
         self.stderr = stderr
         self.results = results
+        self.killed = killed
 
     @property
     def output(self):
@@ -46,31 +49,21 @@ def play(tasks, module_defaults=None, hosts="localhost", gather_facts=False):
     return [entry]
 
 
-def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosity=0, extra_vars=None,
-                 inventory="localhost,", expect_rc=None, timeout=300):
-    """Write ``playbook`` (a list of plays) into ``tmp_path`` and run it with ansible-playbook."""
-    path = tmp_path / ("playbook-%d.yml" % len(list(tmp_path.glob("playbook-*.yml"))))
-    path.write_text(yaml.safe_dump(playbook, sort_keys=False))
-    record = path.with_suffix(".jsonl")
-    argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, str(path)]
-    if check:
-        argv.append("--check")
-    if diff:
-        argv.append("--diff")
-    if verbosity:
-        argv.append("-" + "v" * verbosity)
-    if extra_vars:
-        argv += ["-e", json.dumps(extra_vars)]
+def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="localhost,", callbacks=(),
+                     expect_rc=None, timeout=600, kill_after=None, cwd=None):
+    """Run ansible-playbook; ``kill_after`` seconds SIGKILLs its whole process group (modules included)."""
+    argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, str(playbook_path)] + list(args)
     run_env = dict(os.environ)
     run_env.update({
-        "KEYOPS_RECORD_FILE": str(record),
+        "KEYOPS_RECORD_FILE": str(record_path),
         "ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "callback_plugins"),
-        "ANSIBLE_CALLBACKS_ENABLED": "record_results",
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join(("record_results",) + tuple(callbacks)),
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCALHOST_WARNING": "0",
         "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+        "ANSIBLE_HOST_KEY_CHECKING": "0",
         "PATH": BIN + os.pathsep + run_env.get("PATH", ""),
     })
     # Connection settings come only from what the test passes.
@@ -78,11 +71,50 @@ def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosit
         if name.startswith("VAULT_"):
             del run_env[name]
     run_env.update(env or {})
-    proc = subprocess.run(argv, env=run_env, capture_output=True, text=True, timeout=timeout, check=False)
+    if os.path.exists(str(record_path)):
+        os.unlink(str(record_path))
+    proc = subprocess.Popen(argv, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, cwd=cwd)
+    killed = False
+    try:
+        stdout, stderr = proc.communicate(timeout=kill_after if kill_after is not None else timeout)
+    except subprocess.TimeoutExpired:
+        if kill_after is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        killed = True
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    if proc.returncode == -signal.SIGKILL:
+        killed = True
+        # Module processes the controller started may outlive it: a crash kills them too.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     results = []
-    if record.exists():
-        results = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
-    run = PlaybookRun(argv, proc.returncode, proc.stdout, proc.stderr, results)
+    if os.path.exists(str(record_path)):
+        with open(str(record_path)) as handle:
+            results = [json.loads(line) for line in handle if line.strip()]
+    run = PlaybookRun(argv, proc.returncode, stdout, stderr, results, killed)
     if expect_rc is not None:
         assert run.rc == expect_rc, "ansible-playbook rc=%s (expected %s)\n%s" % (run.rc, expect_rc, run.output)
     return run
+
+
+def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosity=0, extra_vars=None,
+                 inventory="localhost,", expect_rc=None, timeout=600):
+    """Write ``playbook`` (a list of plays) into ``tmp_path`` and run it with ansible-playbook."""
+    path = tmp_path / ("playbook-%d.yml" % len(list(tmp_path.glob("playbook-*.yml"))))
+    path.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    args = []
+    if check:
+        args.append("--check")
+    if diff:
+        args.append("--diff")
+    if verbosity:
+        args.append("-" + "v" * verbosity)
+    if extra_vars:
+        args += ["-e", json.dumps(extra_vars)]
+    return ansible_playbook(path, path.with_suffix(".jsonl"), env=env, args=args, inventory=inventory,
+                            expect_rc=expect_rc, timeout=timeout)
