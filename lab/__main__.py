@@ -14,7 +14,7 @@ import sys
 
 from lab import _process
 from lab.openbao import LabError, OpenBaoDevServer, health
-from lab.seed import seed_transit
+from lab.seed import DEMO_ROTATE_OLDER_THAN, seed_transit
 
 COMPONENTS = ("vault",)
 
@@ -99,7 +99,8 @@ def cmd_seed_transit(args):
     state = load_state()
     if "vault" not in state:
         raise LabError("no lab vault: run 'python -m lab up vault' first")
-    path = seed_transit(args.directory, state["vault"]["address"], state["vault"]["token"], mount=args.mount)
+    path = seed_transit(args.directory, state["vault"]["address"], state["vault"]["token"], mount=args.mount,
+                        rotate_older_than=args.rotate_older_than)
     print(path)
     return 0
 
@@ -114,6 +115,8 @@ def main(argv=None):
     seed = sub.add_parser("seed-transit", help="create demo transit keys and consumer files; print the vars file")
     seed.add_argument("directory")
     seed.add_argument("--mount", default="transit")
+    seed.add_argument("--rotate-older-than", default=DEMO_ROTATE_OLDER_THAN,
+                      help="rotate_older_than written for every key (default: a template the demo overrides)")
     args = parser.parse_args(argv)
     try:
         return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "seed-transit": cmd_seed_transit}[args.command](args)
