@@ -173,7 +173,7 @@ def main():
             mount=dict(type="str", default="transit"),
             path=dict(type="path", required=True),
             field=dict(type="str"),
-            key_version=dict(type="int"),
+            key_version=dict(type="int", no_log=False),
             batch_size=dict(type="int", default=400),
             workers=dict(type="int", default=4),
             backup=dict(type="bool", default=False),

@@ -20,7 +20,7 @@ def rewrap_task(mount, path, name="k", **options):
 def make_key(vault, mount, name="k", rotations=0):
     client = transit_data.client(vault.address, vault.token)
     client.adapter.request("POST", "/v1/%s/keys/%s" % (mount, name), json={})
-    for _ in range(rotations):
+    for _rotation in range(rotations):
         client.adapter.request("POST", "/v1/%s/keys/%s/rotate" % (mount, name), json={})
     return client
 
