@@ -74,9 +74,11 @@ test: venv collection system-deps
 demo: venv collection
 	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/demo.sh
 
+# Benchmarks (ratios against baselines measured in the same run); results in build/bench-results.json.
+BENCH ?= benchmarks
 bench: venv collection
-	@if ls benchmarks/bench_*.py >/dev/null 2>&1; then $(BIN)/python -m pytest benchmarks -q -m bench -s; \
-	else echo "bench: no benchmarks yet"; fi
+	$(BIN)/python -m pytest $(BENCH) -q -m bench -s -p no:xdist -o python_files='bench_*.py' -o addopts=''
+	@cat $(BUILD)/bench-results.json
 
 build: venv
 	mkdir -p $(BUILD)/dist && $(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .

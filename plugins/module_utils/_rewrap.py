@@ -3,15 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Rewrap a file of transit ciphertexts to a newer key version, streaming and crash-safe.
 
-Two passes over the file:
-
-1. census: every line is parsed (one ciphertext per line, or JSON lines with the ciphertext in
-   ``field``) and counted by key version.  Malformed lines are reported here, before any request
-   is sent.  Check mode stops after this pass.
-2. rewrite: lines below the target version are sent to Vault in batches; the whole file is
-   written to a temporary file beside the original, fsynced and renamed over it, so the file is
-   at every instant either entirely old or entirely new.  A per-item error in any batch discards
-   the temporary file: nothing is written.
+Every line is parsed (one ciphertext per line, or JSON lines with the ciphertext in ``field``)
+and counted by key version (the census).  Check mode only takes the census.  Otherwise, in the
+same single pass, lines below the target version are sent to Vault in batches and the whole file
+is written to a temporary file beside the original, which is fsynced and renamed over it, so the
+file is at every instant either entirely old or entirely new.  A malformed line or a per-item
+error in any batch discards the temporary file: nothing is written.  (Rewrap requests already
+sent change nothing in Vault.)
 
 Memory stays flat: at most ``workers`` batches of ``batch_size`` lines are held at once.
 Ciphertexts and line contents never appear in messages; lines are referred to by number.
@@ -56,13 +54,13 @@ def ciphertext_version(value):
 
 
 def parse_line(text, field):
-    """Return ``(ciphertext, document)`` of one line; ``(None, None)`` for a blank line.
+    """Return ``(ciphertext, document, version)`` of one line; ``(None, None, None)`` for a blank line.
 
     Raises ValueError with a message that never quotes the line (it may hold secrets).
     """
     stripped = text.strip()
     if not stripped:
-        return None, None
+        return None, None, None
     if field is None:
         value, document = stripped, None
     else:
@@ -73,9 +71,10 @@ def parse_line(text, field):
         if not isinstance(document, dict) or field not in document:
             raise ValueError("JSON line has no field %r" % field)
         value = document[field]
-    if ciphertext_version(value) is None:
+    version = ciphertext_version(value)
+    if version is None:
         raise ValueError("not a Vault transit ciphertext (expected vault:v<N>:<base64>)")
-    return value, document
+    return value, document, version
 
 
 def replace_ciphertext(text, document, field, old, new):
@@ -126,18 +125,22 @@ def take_census(path, field):
     with open(path, "r") as handle:
         for lineno, text in enumerate(handle, 1):
             try:
-                ciphertext, _document = parse_line(text, field)
+                version = parse_line(text, field)[2]
             except ValueError as exc:
                 bad += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
                     errors.append({"line": lineno, "error": str(exc)})
                 continue
-            if ciphertext is not None:
-                census_add(census, ciphertext_version(ciphertext))
+            if version is not None:
+                census_add(census, version)
+    _raise_malformed(path, bad, errors)
+    return sorted_census(census)
+
+
+def _raise_malformed(path, bad, errors):
     if bad:
         raise RewrapError("%s: %d malformed line(s), first at line %d; nothing was rewrapped"
                           % (path, bad, errors[0]["line"]), errors)
-    return sorted_census(census)
 
 
 class BatchRewrapper:
@@ -163,22 +166,36 @@ class TooLargeError(RewrapError):
     """The server refused the request body as too large or too complex."""
 
 
-def _chunks(handle, field, target, batch_size):
+class _Pass:
+    """Counters of the single rewrite pass."""
+
+    def __init__(self):
+        self.census_before, self.census_after = {}, {}
+        self.errors, self.malformed, self.failed, self.rewrapped, self.due = [], 0, 0, 0, 0
+
+    def error(self, line, message):
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append({"line": line, "error": message})
+
+
+def _chunks(handle, field, target, batch_size, counts):
     """Yield (lines, versions, pending) chunks of the file.
 
-    ``versions`` holds each line's key version (None for blank lines); ``pending`` holds
-    (index in lines, ciphertext, document) for the lines below ``target``.
+    ``versions`` holds each line's key version (None for blank or malformed lines); ``pending``
+    holds (index in lines, ciphertext, document) for the lines below ``target``.
     """
     lines, versions, pending = [], [], []
     for lineno, text in enumerate(handle, 1):
         try:
-            ciphertext, document = parse_line(text, field)
+            ciphertext, document, version = parse_line(text, field)
         except ValueError as exc:
-            # The census pass saw a valid file and we hold the lock: someone wrote it without the lock.
-            raise RewrapError("line %d changed during the rewrap (%s); nothing was written" % (lineno, exc))
-        version = ciphertext_version(ciphertext) if ciphertext is not None else None
-        if version is not None and version < target:
-            pending.append((len(lines), ciphertext, document))
+            counts.malformed += 1
+            counts.error(lineno, str(exc))
+            ciphertext = version = None
+        if version is not None:
+            census_add(counts.census_before, version)
+            if version < target:
+                pending.append((len(lines), ciphertext, document))
         lines.append(text)
         versions.append(version)
         if len(pending) >= batch_size:
@@ -188,43 +205,55 @@ def _chunks(handle, field, target, batch_size):
         yield lines, versions, pending
 
 
+def _new_version(value):
+    """Version of a ciphertext Vault returned (trusted format, so no regex on the hot path)."""
+    if isinstance(value, str) and value.startswith("vault:v"):
+        end = value.find(":", 7)
+        if end > 7 and value[7:end].isdigit():
+            return int(value[7:end])
+    return None
+
+
 def rewrite(path, field, target, rewrap, batch_size, workers=1):
-    """Second pass: write the rewrapped file to a temp file; return (temp path, census_after, rewrapped).
+    """One pass: census, rewrap what is below ``target`` and write the result to a temp file.
 
     ``rewrap(list_of_ciphertexts)`` returns a list of ``{"ciphertext": ...}`` or ``{"error": ...}``.
-    On any error the temp file is removed and RewrapError lists the failing lines.
+    Returns ``(temp path or None when nothing was due, census_before, census_after, rewrapped)``.
+    On a malformed line or any rewrap error the temp file is removed and RewrapError lists the lines.
     """
     directory, base = os.path.split(os.path.abspath(path))
     fd, temp_path = tempfile.mkstemp(prefix=".%s.keyops-rewrap-" % base, dir=directory)
-    census, errors, failed, rewrapped = {}, [], 0, 0
+    counts = _Pass()
     line_offset = 0
     try:
         with os.fdopen(fd, "w") as out, open(path, "r") as handle, ThreadPoolExecutor(max_workers=workers) as pool:
             in_flight = collections.deque()
 
             def drain_one():
-                nonlocal line_offset, failed, rewrapped
+                nonlocal line_offset
                 lines, versions, pending, future = in_flight.popleft()
                 results = future.result() if future is not None else []
                 for (index, old, document), result in zip(pending, results):
                     new = result.get("ciphertext") if isinstance(result, dict) else None
-                    if not new or ciphertext_version(new) is None:
-                        failed += 1
-                        if len(errors) < MAX_REPORTED_ERRORS:
-                            errors.append({"line": line_offset + index + 1,
-                                           "error": str((result or {}).get("error") or "no ciphertext returned")})
+                    version = _new_version(new)
+                    if version is None:
+                        counts.failed += 1
+                        counts.error(line_offset + index + 1,
+                                     str((result or {}).get("error") or "no ciphertext returned"))
                         continue
                     lines[index] = replace_ciphertext(lines[index], document, field, old, new)
-                    versions[index] = ciphertext_version(new)
-                    rewrapped += 1
-                if not failed:
+                    versions[index] = version
+                    counts.rewrapped += 1
+                if not (counts.failed or counts.malformed):
                     out.writelines(lines)
                     for version in versions:
                         if version is not None:
-                            census_add(census, version)
+                            census_add(counts.census_after, version)
                 line_offset += len(lines)
 
-            for lines, versions, pending in _chunks(handle, field, target, batch_size):
+            for lines, versions, pending in _chunks(handle, field, target, batch_size, counts):
+                if counts.malformed:
+                    continue  # keep counting malformed lines; send nothing more
                 future = pool.submit(rewrap, [old for _index, old, _document in pending]) if pending else None
                 in_flight.append((lines, versions, pending, future))
                 if len(in_flight) > workers:
@@ -236,11 +265,16 @@ def rewrite(path, field, target, rewrap, batch_size, workers=1):
     except BaseException:
         _remove(temp_path)
         raise
-    if failed:
+    if counts.malformed or counts.failed or not counts.rewrapped:
         _remove(temp_path)
+    _raise_malformed(path, counts.malformed, counts.errors)
+    if counts.failed:
         raise RewrapError("%s: Vault could not rewrap %d ciphertext(s), first at line %d (%s); nothing was written"
-                          % (path, failed, errors[0]["line"], errors[0]["error"]), errors)
-    return temp_path, sorted_census(census), rewrapped
+                          % (path, counts.failed, counts.errors[0]["line"], counts.errors[0]["error"]), counts.errors)
+    census_before = sorted_census(counts.census_before)
+    if not counts.rewrapped:
+        return None, census_before, census_before, 0
+    return temp_path, census_before, sorted_census(counts.census_after), counts.rewrapped
 
 
 def replace_file(temp_path, path):

@@ -203,24 +203,25 @@ def main():
         result = dict(path=path, target_version=target)
         try:
             with _rewrap.locked(path, exclusive=not module.check_mode):
-                census_before = _rewrap.take_census(path, params["field"])
-                due = sum(count for version, count in census_before.items() if int(version) < target)
-                result.update(census_before=census_before, census_after=census_before, rewrapped=due,
-                              min_version_in_use=_rewrap.min_version(census_before), changed=bool(due))
-                if due and not module.check_mode:
+                if module.check_mode:
+                    census = _rewrap.take_census(path, params["field"])
+                    due = sum(count for version, count in census.items() if int(version) < target)
+                    result.update(census_before=census, census_after=census, rewrapped=due,
+                                  min_version_in_use=_rewrap.min_version(census), changed=bool(due))
+                else:
                     if not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
-                        raise _rewrap.RewrapError("consumer file %s (or its directory) is not writable: "
-                                                  "cannot rewrap %d ciphertext(s)" % (path, due))
+                        raise _rewrap.RewrapError("consumer file %s (or its directory) is not writable" % path)
                     _rewrap.remove_stale_temps(path)
                     sender = _rewrap.BatchRewrapper(make_sender(connection, params["mount"], params["name"],
                                                                 params["key_version"]), params["batch_size"])
-                    temp_path, census_after, rewrapped = _rewrap.rewrite(
+                    temp_path, census_before, census_after, rewrapped = _rewrap.rewrite(
                         path, params["field"], target, sender, params["batch_size"], params["workers"])
-                    if params["backup"]:
-                        result["backup_file"] = module.backup_local(path)
-                    _rewrap.replace_file(temp_path, path)
-                    result.update(census_after=census_after, rewrapped=rewrapped,
-                                  min_version_in_use=_rewrap.min_version(census_after))
+                    if temp_path is not None:
+                        if params["backup"]:
+                            result["backup_file"] = module.backup_local(path)
+                        _rewrap.replace_file(temp_path, path)
+                    result.update(census_before=census_before, census_after=census_after, rewrapped=rewrapped,
+                                  min_version_in_use=_rewrap.min_version(census_after), changed=bool(rewrapped))
         except _rewrap.RewrapError as exc:
             raise VaultModuleError(exc.msg, errors=exc.errors)
         except (IOError, OSError) as exc:

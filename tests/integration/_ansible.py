@@ -32,6 +32,10 @@ class PlaybookRun:
         assert matches, "task %r did not run; tasks: %s\n%s" % (name, [e["task"] for e in self.results], self.output)
         return matches[-1]["result"]
 
+    def seconds(self, name):
+        """How long the task took (from its start to its result), per the recording callback."""
+        return [entry for entry in self.results if entry["task"] == name][-1]["seconds"]
+
     def status(self, name):
         return [entry for entry in self.results if entry["task"] == name][-1]["status"]
 

@@ -16,6 +16,7 @@ description:
 
 import json
 import os
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -26,12 +27,21 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "record_results"
     CALLBACK_NEEDS_ENABLED = True
 
+    def __init__(self, *args, **kwargs):
+        super(CallbackModule, self).__init__(*args, **kwargs)
+        self.task_started = None
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self.task_started = time.perf_counter()
+
     def _record(self, status, result):
         path = os.environ.get("KEYOPS_RECORD_FILE")
         if not path:
             return
+        # Seconds from task start to this result: the task's cost without ansible-playbook's start-up.
+        seconds = time.perf_counter() - self.task_started if self.task_started else None
         entry = {"task": result.task_name, "host": result.host.get_name(), "status": status,
-                 "result": result._result}
+                 "seconds": seconds, "result": result._result}
         with open(path, "a") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
 

@@ -42,10 +42,10 @@ def write(tmp_path, lines, name="data"):
 
 
 def test_parse_line_plain_json_and_blank():
-    assert _rewrap.parse_line(ct(2) + "\n", None) == (ct(2), None)
-    value, document = _rewrap.parse_line('{"id": 1, "secret": "%s"}\n' % ct(3), "secret")
-    assert value == ct(3) and document["id"] == 1
-    assert _rewrap.parse_line("   \n", "secret") == (None, None)
+    assert _rewrap.parse_line(ct(2) + "\n", None) == (ct(2), None, 2)
+    value, document, version = _rewrap.parse_line('{"id": 1, "secret": "%s"}\n' % ct(3), "secret")
+    assert value == ct(3) and document["id"] == 1 and version == 3
+    assert _rewrap.parse_line("   \n", "secret") == (None, None, None)
 
 
 @pytest.mark.parametrize("line, field, text", [
@@ -89,7 +89,8 @@ def test_rewrite_streams_in_order_and_counts(tmp_path, workers):
         lines.append("%s\n" % ct(1 + index % 3, "A%04d" % index) if index % 50 else "\n")
     path = write(tmp_path, lines)
     vault = FakeVault(latest=3)
-    temp, census, rewrapped = _rewrap.rewrite(path, None, 3, vault, batch_size=100, workers=workers)
+    temp, before, census, rewrapped = _rewrap.rewrite(path, None, 3, vault, batch_size=100, workers=workers)
+    assert before == {"1": 328, "2": 327, "3": 327}
     out = open(temp).read().splitlines(True)
     assert len(out) == len(lines)
     for before, after in zip(lines, out):
@@ -115,7 +116,7 @@ def test_too_large_batches_are_split(tmp_path):
     path = write(tmp_path, [ct(1, "A%03d" % i) + "\n" for i in range(200)])
     vault = FakeVault(latest=2, max_items=30)
     rewrapper = _rewrap.BatchRewrapper(vault, 100)
-    temp, census, rewrapped = _rewrap.rewrite(path, None, 2, rewrapper, batch_size=100)
+    _temp, _before, census, rewrapped = _rewrap.rewrite(path, None, 2, rewrapper, batch_size=100)
     assert rewrapped == 200 and census == {"2": 200}
     assert max(vault.calls) <= 30 and rewrapper.batch_size <= 30
 
@@ -123,11 +124,28 @@ def test_too_large_batches_are_split(tmp_path):
 def test_replace_file_keeps_mode_and_is_atomic(tmp_path):
     path = write(tmp_path, [ct(1) + "\n"])
     os.chmod(path, 0o640)
-    temp, _census, _count = _rewrap.rewrite(path, None, 2, FakeVault(latest=2), batch_size=10)
+    temp = _rewrap.rewrite(path, None, 2, FakeVault(latest=2), batch_size=10)[0]
     assert stat.S_IMODE(os.stat(temp).st_mode) == 0o600  # private while being written
     _rewrap.replace_file(temp, path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     assert open(path).read() == ct(2) + "\n"
+
+
+def test_nothing_due_writes_nothing(tmp_path):
+    path = write(tmp_path, [ct(2) + "\n", "\n", ct(3) + "\n"])
+    vault = FakeVault(latest=3)
+    assert _rewrap.rewrite(path, None, 2, vault, batch_size=10) == (None, {"2": 1, "3": 1}, {"2": 1, "3": 1}, 0)
+    assert vault.calls == [] and os.listdir(tmp_path) == ["data"]
+
+
+def test_malformed_line_in_rewrite_pass_writes_nothing(tmp_path):
+    lines = [ct(1, "A%03d" % i) + "\n" for i in range(50)]
+    lines[30] = "secret-plaintext\n"
+    path = write(tmp_path, lines)
+    with pytest.raises(_rewrap.RewrapError) as info:
+        _rewrap.rewrite(path, None, 2, FakeVault(latest=2), batch_size=10)
+    assert [e["line"] for e in info.value.errors] == [31]
+    assert open(path).read() == "".join(lines) and os.listdir(tmp_path) == ["data"]
 
 
 def test_stale_temps_are_removed(tmp_path):
