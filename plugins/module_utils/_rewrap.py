@@ -29,6 +29,8 @@ import tempfile
 
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
+
 # Vault/OpenBao transit ciphertext: vault:v<version>:<base64>.
 CIPHERTEXT_RE = re.compile(r"^vault:v(\d+):[A-Za-z0-9+/=]+$")
 # OpenBao's default listener refuses JSON bodies with more than ~1,000 strings: 499 items pass.
@@ -311,3 +313,84 @@ def _remove(path):
         os.unlink(path)
     except OSError:
         pass
+
+
+def make_sender(connection, mount, name, key_version=None):
+    """``send(ciphertexts) -> batch_results`` for ``<mount>/rewrap/<name>`` through a VaultConnection."""
+    path = "%s/rewrap/%s" % (mount.strip("/"), name)
+
+    def send(ciphertexts):
+        body = {"batch_input": [{"ciphertext": ciphertext} for ciphertext in ciphertexts]}
+        if key_version is not None:
+            body["key_version"] = key_version
+        try:
+            answer = connection.write(path, body)
+        except VaultModuleError as exc:
+            if exc.status == 413 or (exc.status == 400 and "complexity" in exc.msg):
+                raise TooLargeError(exc.msg)
+            raise
+        results = (answer.get("data") or {}).get("batch_results") or []
+        if len(results) != len(ciphertexts):
+            raise VaultModuleError("Vault answered %d results for a batch of %d on POST %s"
+                                   % (len(results), len(ciphertexts), path))
+        return results
+
+    return send
+
+
+class FileRewrapper:
+    """Rewrap consumer files through one VaultConnection (the I/O half used by vault_transit_rewrap)."""
+
+    def __init__(self, connection, check_mode=False, backup_local=None, batch_size=400, workers=4):
+        self.connection = connection
+        self.check_mode = check_mode
+        self.backup_local = backup_local
+        self.batch_size = batch_size
+        self.workers = workers
+        self._latest = {}
+
+    def latest_version(self, mount, name):
+        if (mount, name) not in self._latest:
+            path = "%s/keys/%s" % (mount.strip("/"), name)
+            data = self.connection.read(path)
+            if not data:
+                raise VaultModuleError("transit key %r does not exist in mount %r" % (name, mount))
+            self._latest[(mount, name)] = int(data["latest_version"])
+        return self._latest[(mount, name)]
+
+    def rewrap_file(self, name, mount, path, field=None, key_version=None, backup=False):
+        """Census (check mode) or census + rewrap of one file; raises VaultModuleError, never half-writes."""
+        if not os.path.isfile(path):
+            raise VaultModuleError("consumer file %s does not exist or is not a regular file" % path)
+        if not os.access(path, os.R_OK):
+            raise VaultModuleError("consumer file %s is not readable by this user" % path)
+        latest = self.latest_version(mount, name)
+        target = key_version or latest
+        if target > latest or target < 1:
+            raise VaultModuleError("key_version %d is not a version of key %r (latest is %d)" % (target, name, latest))
+        result = dict(path=path, target_version=target)
+        try:
+            with locked(path, exclusive=not self.check_mode):
+                if self.check_mode:
+                    census = take_census(path, field)
+                    due = sum(count for version, count in census.items() if int(version) < target)
+                    result.update(census_before=census, census_after=census, rewrapped=due,
+                                  min_version_in_use=min_version(census), changed=bool(due))
+                    return result
+                if not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+                    raise RewrapError("consumer file %s (or its directory) is not writable" % path)
+                remove_stale_temps(path)
+                sender = BatchRewrapper(make_sender(self.connection, mount, name, key_version), self.batch_size)
+                temp_path, census_before, census_after, rewrapped = rewrite(
+                    path, field, target, sender, self.batch_size, self.workers)
+                if temp_path is not None:
+                    if backup and self.backup_local is not None:
+                        result["backup_file"] = self.backup_local(path)
+                    replace_file(temp_path, path)
+                result.update(census_before=census_before, census_after=census_after, rewrapped=rewrapped,
+                              min_version_in_use=min_version(census_after), changed=bool(rewrapped))
+                return result
+        except RewrapError as exc:
+            raise VaultModuleError(exc.msg, errors=exc.errors)
+        except (IOError, OSError) as exc:
+            raise VaultModuleError("cannot rewrap %s: %s; nothing was written" % (path, exc))

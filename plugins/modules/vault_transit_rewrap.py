@@ -36,17 +36,15 @@ attributes:
     details: The diff shows the census (key version to count) before and after.
 options:
   name:
-    description: Transit key the ciphertexts belong to.
+    description: Transit key the ciphertexts belong to (with O(path)).
     type: str
-    required: true
   mount:
     description: Path the transit secrets engine is mounted at.
     type: str
     default: transit
   path:
-    description: File holding the ciphertexts, on the host the module runs on.
+    description: File holding the ciphertexts, on the host the module runs on. Give O(path) or O(consumers).
     type: path
-    required: true
   field:
     description: For JSON lines, the top-level field holding the ciphertext. Omit for one ciphertext per line.
     type: str
@@ -69,6 +67,40 @@ options:
     description: Keep a timestamped copy of the original file (same mode) before replacing it.
     type: bool
     default: false
+  consumers:
+    description:
+      - Bulk mode - rewrap many files (of one or several keys) in one task, each reporting its own outcome in
+        RV(consumers). Used by the transit_rotation role so that the number of tasks does not grow with the
+        number of keys.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description: Transit key of this file's ciphertexts.
+        type: str
+        required: true
+      mount:
+        description: Transit mount (default O(mount)).
+        type: str
+      path:
+        description: The file.
+        type: path
+        required: true
+      field:
+        description: JSON lines field holding the ciphertext.
+        type: str
+      key_version:
+        description: Rewrap to this version instead of the latest.
+        type: int
+      backup:
+        description: Keep a backup (default O(backup)).
+        type: bool
+  fail_on_error:
+    description:
+      - In bulk mode, fail the task when any consumer could not be rewrapped (the others are still done).
+      - With V(false) the task succeeds and each consumer's RV(consumers[].ok) and RV(consumers[].error) tell.
+    type: bool
+    default: true
 author:
   - keyops developers (@keyops)
 """
@@ -87,6 +119,14 @@ EXAMPLES = r"""
     field: secret
     backup: true
 
+- name: Rewrap every consumer file of several keys on this host in one task
+  keyops.lifecycle.vault_transit_rewrap:
+    consumers:
+      - {name: kasten, path: /var/lib/app/ciphertexts.txt}
+      - {name: payroll, path: /srv/payroll/records.jsonl, field: secret}
+    fail_on_error: false
+  register: bulk
+
 - name: Then raise min_decryption_version no further than what is still in use
   keyops.lifecycle.vault_transit_key:
     name: kasten
@@ -97,27 +137,27 @@ EXAMPLES = r"""
 RETURN = r"""
 target_version:
   description: Key version the lines were rewrapped to.
-  returned: always
+  returned: with O(path)
   type: int
   sample: 3
 census_before:
   description: Key version (as string) to number of ciphertexts, before.
-  returned: always
+  returned: with O(path)
   type: dict
   sample: {"1": 5000, "2": 120}
 census_after:
   description: The same after the rewrap (equal to census_before in check mode and when nothing was due).
-  returned: always
+  returned: with O(path)
   type: dict
   sample: {"3": 5120}
 rewrapped:
   description: Ciphertexts rewrapped (in check mode, that would be rewrapped).
-  returned: always
+  returned: with O(path)
   type: int
   sample: 5120
 min_version_in_use:
   description: Oldest key version still in the file after the task (null for a file without ciphertexts).
-  returned: always
+  returned: with O(path)
   type: int
   sample: 3
 backup_file:
@@ -129,9 +169,12 @@ errors:
   returned: on failure
   type: list
   elements: dict
+consumers:
+  description: Bulk mode - one entry per consumer with the fields above plus C(name), C(mount), C(ok), C(error).
+  returned: when O(consumers) is given
+  type: list
+  elements: dict
 """
-
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -140,95 +183,73 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
     run_vault_module,
     vault_argument_spec,
 )
-from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import TransitBackend
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _rewrap
 
-
-def make_sender(connection, mount, name, key_version):
-    path = "%s/rewrap/%s" % (mount.strip("/"), name)
-
-    def send(ciphertexts):
-        body = {"batch_input": [{"ciphertext": ciphertext} for ciphertext in ciphertexts]}
-        if key_version is not None:
-            body["key_version"] = key_version
-        try:
-            answer = connection.write(path, body)
-        except VaultModuleError as exc:
-            if exc.status == 413 or (exc.status == 400 and "complexity" in exc.msg):
-                raise _rewrap.TooLargeError(exc.msg)
-            raise
-        results = (answer.get("data") or {}).get("batch_results") or []
-        if len(results) != len(ciphertexts):
-            raise VaultModuleError("Vault answered %d results for a batch of %d on POST %s"
-                                   % (len(results), len(ciphertexts), path))
-        return results
-
-    return send
+CONSUMER_SPEC = dict(
+    name=dict(type="str", required=True),
+    mount=dict(type="str"),
+    path=dict(type="path", required=True),
+    field=dict(type="str"),
+    key_version=dict(type="int", no_log=False),
+    backup=dict(type="bool"),
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=vault_argument_spec(
-            name=dict(type="str", required=True),
+            name=dict(type="str"),
             mount=dict(type="str", default="transit"),
-            path=dict(type="path", required=True),
+            path=dict(type="path"),
             field=dict(type="str"),
             key_version=dict(type="int", no_log=False),
             batch_size=dict(type="int", default=400),
             workers=dict(type="int", default=4),
             backup=dict(type="bool", default=False),
+            consumers=dict(type="list", elements="dict", options=CONSUMER_SPEC),
+            fail_on_error=dict(type="bool", default=True),
         ),
+        required_together=[("name", "path")],
+        required_one_of=[("path", "consumers")],
+        mutually_exclusive=[("path", "consumers")],
         supports_check_mode=True,
     )
     params = module.params
-    path = params["path"]
     if not 1 <= params["batch_size"] <= _rewrap.MAX_SAFE_BATCH:
         module.fail_json(msg="batch_size must be between 1 and %d (got %d): OpenBao refuses larger JSON bodies "
                          "by default" % (_rewrap.MAX_SAFE_BATCH, params["batch_size"]))
     if not 1 <= params["workers"] <= 32:
         module.fail_json(msg="workers must be between 1 and 32 (got %d)" % params["workers"])
-    if not os.path.isfile(path):
-        module.fail_json(msg="consumer file %s does not exist or is not a regular file" % path)
-    if not os.access(path, os.R_OK):
-        module.fail_json(msg="consumer file %s is not readable by this user" % path)
 
     def work(connection):
-        key = TransitBackend(connection, params["mount"]).get_info(params["name"])
-        if key is None:
-            raise VaultModuleError("transit key %r does not exist in mount %r" % (params["name"], params["mount"]))
-        target = params["key_version"] or key["latest_version"]
-        if target > key["latest_version"] or target < 1:
-            raise VaultModuleError("key_version %d is not a version of key %r (latest is %d)"
-                                   % (target, params["name"], key["latest_version"]))
-        result = dict(path=path, target_version=target)
-        try:
-            with _rewrap.locked(path, exclusive=not module.check_mode):
-                if module.check_mode:
-                    census = _rewrap.take_census(path, params["field"])
-                    due = sum(count for version, count in census.items() if int(version) < target)
-                    result.update(census_before=census, census_after=census, rewrapped=due,
-                                  min_version_in_use=_rewrap.min_version(census), changed=bool(due))
-                else:
-                    if not os.access(path, os.W_OK) or not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
-                        raise _rewrap.RewrapError("consumer file %s (or its directory) is not writable" % path)
-                    _rewrap.remove_stale_temps(path)
-                    sender = _rewrap.BatchRewrapper(make_sender(connection, params["mount"], params["name"],
-                                                                params["key_version"]), params["batch_size"])
-                    temp_path, census_before, census_after, rewrapped = _rewrap.rewrite(
-                        path, params["field"], target, sender, params["batch_size"], params["workers"])
-                    if temp_path is not None:
-                        if params["backup"]:
-                            result["backup_file"] = module.backup_local(path)
-                        _rewrap.replace_file(temp_path, path)
-                    result.update(census_before=census_before, census_after=census_after, rewrapped=rewrapped,
-                                  min_version_in_use=_rewrap.min_version(census_after), changed=bool(rewrapped))
-        except _rewrap.RewrapError as exc:
-            raise VaultModuleError(exc.msg, errors=exc.errors)
-        except (IOError, OSError) as exc:
-            raise VaultModuleError("cannot rewrap %s: %s; nothing was written" % (path, exc))
-        if module._diff:
-            result["diff"] = dict(before={"census": result["census_before"]}, after={"census": result["census_after"]})
-        return result
+        rewrapper = _rewrap.FileRewrapper(connection, module.check_mode, module.backup_local,
+                                          params["batch_size"], params["workers"])
+        if params["path"]:
+            result = rewrapper.rewrap_file(params["name"], params["mount"], params["path"], params["field"],
+                                           params["key_version"], params["backup"])
+            if module._diff:
+                result["diff"] = dict(before={"census": result["census_before"]},
+                                      after={"census": result["census_after"]})
+            return result
+        # Bulk: every consumer is tried; each reports its own outcome.
+        results = []
+        for consumer in params["consumers"]:
+            entry = dict(name=consumer["name"], mount=consumer["mount"] or params["mount"], field=consumer["field"])
+            try:
+                entry.update(rewrapper.rewrap_file(
+                    consumer["name"], entry["mount"], consumer["path"], consumer["field"], consumer["key_version"],
+                    params["backup"] if consumer["backup"] is None else consumer["backup"]))
+                entry.update(ok=True, error=None)
+            except VaultModuleError as exc:
+                entry.update(path=consumer["path"], ok=False, error=exc.msg, changed=False, census_before={},
+                             census_after={}, rewrapped=0, min_version_in_use=None)
+            results.append(entry)
+        failed = [entry for entry in results if not entry["ok"]]
+        if failed and params["fail_on_error"]:
+            raise VaultModuleError("%d of %d consumer(s) could not be rewrapped: %s"
+                                   % (len(failed), len(results), "; ".join(e["error"] for e in failed)),
+                                   consumers=results, changed=any(e["changed"] for e in results))
+        return dict(changed=any(entry["changed"] for entry in results), consumers=results)
 
     run_vault_module(module, work)
 
