@@ -96,6 +96,11 @@ def census_add(census, version):
     census[str(version)] = census.get(str(version), 0) + 1
 
 
+def _as_census(counts_by_version):
+    """{int version: count} -> the census form used in results: {"version": count}, sorted."""
+    return dict((str(version), counts_by_version[version]) for version in sorted(counts_by_version))
+
+
 def sorted_census(census):
     return dict(sorted(census.items(), key=lambda item: int(item[0])))
 
@@ -187,6 +192,7 @@ def _chunks(handle, field, target, batch_size, counts):
     holds (index in lines, ciphertext, document) for the lines below ``target``.
     """
     lines, versions, pending = [], [], []
+    census_before = counts.census_before  # counted by int version here; see _Pass.finish
     for lineno, text in enumerate(handle, 1):
         try:
             ciphertext, document, version = parse_line(text, field)
@@ -195,7 +201,7 @@ def _chunks(handle, field, target, batch_size, counts):
             counts.error(lineno, str(exc))
             ciphertext = version = None
         if version is not None:
-            census_add(counts.census_before, version)
+            census_before[version] = census_before.get(version, 0) + 1
             if version < target:
                 pending.append((len(lines), ciphertext, document))
         lines.append(text)
@@ -209,11 +215,11 @@ def _chunks(handle, field, target, batch_size, counts):
 
 def _new_version(value):
     """Version of a ciphertext Vault returned (trusted format, so no regex on the hot path)."""
-    if isinstance(value, str) and value.startswith("vault:v"):
-        end = value.find(":", 7)
-        if end > 7 and value[7:end].isdigit():
-            return int(value[7:end])
-    return None
+    try:
+        prefix, version, _body = value.split(":", 2)
+        return int(version[1:]) if prefix == "vault" and version[0] == "v" else None
+    except (AttributeError, ValueError, IndexError):
+        return None
 
 
 def rewrite(path, field, target, rewrap, batch_size, workers=1):
@@ -248,9 +254,10 @@ def rewrite(path, field, target, rewrap, batch_size, workers=1):
                     counts.rewrapped += 1
                 if not (counts.failed or counts.malformed):
                     out.writelines(lines)
+                    census_after = counts.census_after
                     for version in versions:
                         if version is not None:
-                            census_add(counts.census_after, version)
+                            census_after[version] = census_after.get(version, 0) + 1
                 line_offset += len(lines)
 
             for lines, versions, pending in _chunks(handle, field, target, batch_size, counts):
@@ -273,10 +280,10 @@ def rewrite(path, field, target, rewrap, batch_size, workers=1):
     if counts.failed:
         raise RewrapError("%s: Vault could not rewrap %d ciphertext(s), first at line %d (%s); nothing was written"
                           % (path, counts.failed, counts.errors[0]["line"], counts.errors[0]["error"]), counts.errors)
-    census_before = sorted_census(counts.census_before)
+    census_before = _as_census(counts.census_before)
     if not counts.rewrapped:
         return None, census_before, census_before, 0
-    return temp_path, census_before, sorted_census(counts.census_after), counts.rewrapped
+    return temp_path, census_before, _as_census(counts.census_after), counts.rewrapped
 
 
 def replace_file(temp_path, path):
@@ -358,7 +365,7 @@ class FileRewrapper:
             self._latest[(mount, name)] = int(data["latest_version"])
         return self._latest[(mount, name)]
 
-    def rewrap_file(self, name, mount, path, field=None, key_version=None, backup=False):
+    def rewrap_file(self, name, mount, path, field=None, key_version=None, backup=False, workers=None):
         """Census (check mode) or census + rewrap of one file; raises VaultModuleError, never half-writes."""
         if not os.path.isfile(path):
             raise VaultModuleError("consumer file %s does not exist or is not a regular file" % path)
@@ -382,7 +389,7 @@ class FileRewrapper:
                 remove_stale_temps(path)
                 sender = BatchRewrapper(make_sender(self.connection, mount, name, key_version), self.batch_size)
                 temp_path, census_before, census_after, rewrapped = rewrite(
-                    path, field, target, sender, self.batch_size, self.workers)
+                    path, field, target, sender, self.batch_size, workers or self.workers)
                 if temp_path is not None:
                     if backup and self.backup_local is not None:
                         result["backup_file"] = self.backup_local(path)
@@ -394,3 +401,28 @@ class FileRewrapper:
             raise VaultModuleError(exc.msg, errors=exc.errors)
         except (IOError, OSError) as exc:
             raise VaultModuleError("cannot rewrap %s: %s; nothing was written" % (path, exc))
+
+    def rewrap_many(self, consumers, default_mount, default_backup=False):
+        """Bulk: every consumer is tried and reports its own outcome (``ok``/``error``).
+
+        Files are independent, so several are rewritten at once: their Vault round trips and
+        fsyncs overlap.  The request workers are shared out between the files in flight.
+        """
+        file_threads = max(1, min(self.workers, len(consumers)))
+        per_file_workers = max(1, self.workers // file_threads)
+
+        def one(consumer):
+            entry = dict(name=consumer["name"], mount=consumer.get("mount") or default_mount,
+                         field=consumer.get("field"))
+            backup = default_backup if consumer.get("backup") is None else consumer["backup"]
+            try:
+                entry.update(self.rewrap_file(consumer["name"], entry["mount"], consumer["path"], consumer.get("field"),
+                                              consumer.get("key_version"), backup, per_file_workers))
+                entry.update(ok=True, error=None)
+            except VaultModuleError as exc:
+                entry.update(path=consumer["path"], ok=False, error=exc.msg, changed=False, census_before={},
+                             census_after={}, rewrapped=0, min_version_in_use=None)
+            return entry
+
+        with ThreadPoolExecutor(max_workers=file_threads) as pool:
+            return list(pool.map(one, consumers))

@@ -160,3 +160,30 @@ def report(rotation_plan, step1_keys, decisions, step3_keys=None, step4_keys=Non
             "blocked_by": decision["blocked_by"], "note": note,
         })
     return entries
+
+
+def _census_text(counts):
+    return ", ".join("v%s: %s" % (version, count)
+                     for version, count in sorted((counts or {}).items(), key=lambda item: int(item[0]))) or "-"
+
+
+def report_markdown(entries):
+    """The Markdown form of :func:`report`'s entries (what operators read after a run)."""
+    lines = ["# Transit key rotation report", "",
+             "| key | mount | rotated | version before → after | min_decryption_version before → after "
+             "| oldest in use | status |",
+             "|---|---|---|---|---|---|---|"]
+    for key in entries:
+        lines.append("| %s | %s | %s | %s → %s | %s → %s | %s | %s |" % (
+            key["name"], key["mount"], "yes" if key["rotated"] else "no", key["version_before"],
+            key["version_after"], key["min_decryption_version_before"], key["min_decryption_version_after"],
+            key["oldest_in_use"], key["note"]))
+    lines += ["", "## Consumers", "", "| key | consumer | census before | census after | rewrapped | status |",
+              "|---|---|---|---|---|---|"]
+    for key in entries:
+        for consumer in key["consumers"]:
+            lines.append("| %s | `%s` | %s | %s | %s | %s |" % (
+                key["name"], consumer["id"], _census_text(consumer["census_before"]),
+                _census_text(consumer["census_after"]), consumer["rewrapped"],
+                "ok" if consumer["ok"] else "BLOCKING: %s" % consumer["error"]))
+    return "\n".join(lines) + "\n"

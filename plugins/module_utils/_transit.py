@@ -357,38 +357,48 @@ class TransitBackend:
         return sorted(self.connection.list("%s/keys" % self.mount))
 
     def apply(self, name, operations):
-        """Send ``operations`` in order; returns the actions done.  On failure the error carries them."""
-        actions = []
+        """Send ``operations`` in order; return ``(actions done, key after)``.
+
+        The key after is taken from the last answer when it carries the key (OpenBao and recent
+        Vault answer rotate/config/trim with it), otherwise read back.  On failure the error
+        carries the actions already done.
+        """
+        actions, answer = [], None
         try:
             for operation, payload, action in operations:
-                self._send(name, operation, payload)
+                answer = self._send(name, operation, payload)
                 actions.append(action)
         except VaultModuleError as exc:
             exc.details.setdefault("actions", actions)
             if actions:
                 exc.msg += " (already done before the failure: %s; re-running the task completes it)" % "; ".join(actions)
             raise
-        return actions
+        if operations and operations[-1][0] == "delete":
+            return actions, None
+        data = (answer or {}).get("data")
+        if isinstance(data, dict) and "latest_version" in data and "keys" in data:
+            return actions, normalize_key(data)
+        return actions, self.get_info(name)
 
     def _send(self, name, operation, payload):
         if operation == "create":
-            self.connection.write(self._path(name), payload)
-        elif operation == "rotate":
-            self._rotate(name, payload["expect_latest_version"])
-        elif operation == "config":
-            self.connection.write(self._path(name, "/config"), payload)
-        elif operation == "trim":
-            self.connection.write(self._path(name, "/trim"), payload)
-        elif operation == "delete":
-            self.connection.delete(self._path(name))
+            return self.connection.write(self._path(name), payload)
+        if operation == "rotate":
+            return self._rotate(name, payload["expect_latest_version"])
+        if operation == "config":
+            return self.connection.write(self._path(name, "/config"), payload)
+        if operation == "trim":
+            return self.connection.write(self._path(name, "/trim"), payload)
+        return self.connection.delete(self._path(name))
 
     def _rotate(self, name, expected):
         """Rotate exactly once: a lost answer is resolved by reading the key back, not by rotating again."""
         try:
-            self.connection.write(self._path(name, "/rotate"), {}, idempotent=False)
+            return self.connection.write(self._path(name, "/rotate"), {}, idempotent=False)
         except VaultModuleError as exc:
             if exc.status is not None and exc.status < 500:
                 raise
             after = self.get_info(name)
             if after is None or after["latest_version"] < expected:
                 raise
+            return None

@@ -227,8 +227,7 @@ def main():
         now = datetime.datetime.now(datetime.timezone.utc)
         operations, predicted = plan_transit_key(before, module.params, now)
         if operations and not module.check_mode:
-            actions = backend.apply(name, operations)
-            after = backend.get_info(name)
+            actions, after = backend.apply(name, operations)
         else:
             actions = [action for _operation, _payload, action in operations]
             after = predicted

@@ -67,7 +67,7 @@ options:
   workers:
     description: Keys handled concurrently.
     type: int
-    default: 4
+    default: 8
 author:
   - keyops developers (@keyops)
 """
@@ -149,7 +149,7 @@ def main():
         argument_spec=vault_argument_spec(
             keys=dict(type="list", elements="dict", required=True, options=KEY_SPEC, no_log=False),
             mount=dict(type="str", default="transit"),
-            workers=dict(type="int", default=4),
+            workers=dict(type="int", default=8),
         ),
         supports_check_mode=True,
     )
@@ -187,8 +187,7 @@ def main():
                 desired, before, (operations, predicted), _refusal = item
                 backend = backends[desired["mount"]]
                 if operations and not module.check_mode:
-                    actions = backend.apply(desired["name"], operations)
-                    after = backend.get_info(desired["name"])
+                    actions, after = backend.apply(desired["name"], operations)
                 else:
                     actions = [action for _operation, _payload, action in operations]
                     after = predicted

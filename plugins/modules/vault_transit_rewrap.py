@@ -231,19 +231,8 @@ def main():
                 result["diff"] = dict(before={"census": result["census_before"]},
                                       after={"census": result["census_after"]})
             return result
-        # Bulk: every consumer is tried; each reports its own outcome.
-        results = []
-        for consumer in params["consumers"]:
-            entry = dict(name=consumer["name"], mount=consumer["mount"] or params["mount"], field=consumer["field"])
-            try:
-                entry.update(rewrapper.rewrap_file(
-                    consumer["name"], entry["mount"], consumer["path"], consumer["field"], consumer["key_version"],
-                    params["backup"] if consumer["backup"] is None else consumer["backup"]))
-                entry.update(ok=True, error=None)
-            except VaultModuleError as exc:
-                entry.update(path=consumer["path"], ok=False, error=exc.msg, changed=False, census_before={},
-                             census_after={}, rewrapped=0, min_version_in_use=None)
-            results.append(entry)
+        # Bulk: every consumer is tried and reports its own outcome.
+        results = rewrapper.rewrap_many(params["consumers"], params["mount"], params["backup"])
         failed = [entry for entry in results if not entry["ok"]]
         if failed and params["fail_on_error"]:
             raise VaultModuleError("%d of %d consumer(s) could not be rewrapped: %s"

@@ -1,0 +1,116 @@
+"""The rotation role's decisions, without servers."""
+
+import pytest
+
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _rotation
+
+
+def key_state(latest, min_dec=1, min_enc=0, min_avail=0):
+    return {"latest_version": latest, "min_decryption_version": min_dec, "min_encryption_version": min_enc,
+            "min_available_version": min_avail}
+
+
+def step1(name, latest, min_dec=1, changed=True, mount="transit", **extra):
+    before = key_state(latest - (1 if changed else 0), min_dec)
+    return {"name": name, "mount": mount, "changed": changed, "before": before,
+            "key": dict(key_state(latest, min_dec, **extra), name=name)}
+
+
+def record(plan, key, index, ok=True, oldest=None, error=None):
+    consumer = [c for c in plan["consumers"]["file"] if c["key"] == key][index]
+    out = _rotation._empty_record(consumer, error)
+    out.update(ok=ok, min_version_in_use=oldest)
+    return out
+
+
+KEYS = [
+    {"name": "a", "consumers": [{"type": "file", "path": "/a1"}, {"type": "file", "path": "/a2", "host": "h2",
+                                                                   "field": "ct"}]},
+    {"name": "b", "mount": "m", "rotate_older_than": "90d", "trim": True,
+     "consumers": [{"type": "file", "path": "/b"}]},
+    {"name": "c"},
+]
+
+
+def test_plan_normalises_and_groups():
+    plan = _rotation.plan(KEYS, "transit", "ctl")
+    assert plan["step1"] == [{"name": "a", "mount": "transit", "rotate": True},
+                             {"name": "b", "mount": "m", "rotate_older_than": "90d"},
+                             {"name": "c", "mount": "transit", "rotate": True}]
+    ids = [c["id"] for c in plan["consumers"]["file"]]
+    assert ids == ["file:ctl:/a1", "file:h2:/a2[ct]", "file:ctl:/b"]
+    assert plan["consumers"]["file"][1]["args"] == {"name": "a", "mount": "transit", "path": "/a2", "field": "ct"}
+
+
+@pytest.mark.parametrize("keys, text", [
+    ([{"name": "a", "consumers": [{"type": "floppy"}]}], "unknown type 'floppy'"),
+    ([{"consumers": []}], "needs a name"),
+    ([{"name": "a"}, {"name": "a", "mount": "transit"}], "listed twice"),
+])
+def test_plan_rejects_bad_input(keys, text):
+    with pytest.raises(_rotation.RotationInputError, match=text):
+        _rotation.plan(keys)
+
+
+def test_decide_raises_to_oldest_in_use_only():
+    plan = _rotation.plan(KEYS, "transit", "ctl")
+    steps = [step1("a", 3), step1("b", 5, min_dec=2, mount="m"), step1("c", 2)]
+    records = [record(plan, "a", 0, oldest=3), record(plan, "a", 1, oldest=2), record(plan, "b", 0, oldest=None)]
+    decisions = _rotation.decide(plan, steps, records)
+    a, b, c = decisions["keys"]
+    assert a["oldest_in_use"] == 2 and a["raise_to"] == 2          # one consumer still at v2
+    assert b["oldest_in_use"] == 5 and b["raise_to"] == 5          # empty consumer: latest
+    assert b["trim_to"] == 5 and c["no_consumers"] and c["raise_to"] is None
+    assert decisions["raise"] == [
+        {"name": "a", "mount": "transit", "min_decryption_version": 2, "in_use_min_version": 2},
+        {"name": "b", "mount": "m", "min_decryption_version": 5, "in_use_min_version": 5}]
+    assert decisions["trim"] == [{"name": "b", "mount": "m", "min_encryption_version": 5, "min_available_version": 5}]
+
+
+def test_decide_never_raises_when_a_consumer_failed():
+    plan = _rotation.plan(KEYS, "transit", "ctl")
+    steps = [step1("a", 3), step1("b", 5, mount="m"), step1("c", 2)]
+    records = [record(plan, "a", 0, oldest=3), record(plan, "a", 1, ok=False, error="unreachable"),
+               record(plan, "b", 0, oldest=5)]
+    decisions = _rotation.decide(plan, steps, records)
+    assert decisions["keys"][0]["blocked_by"] == ["file:h2:/a2[ct]"]
+    assert [r["name"] for r in decisions["raise"]] == ["b"]
+
+
+def test_decide_never_lowers():
+    plan = _rotation.plan([{"name": "a", "consumers": [{"type": "file", "path": "/x"}]}], "transit", "ctl")
+    steps = [step1("a", 4, min_dec=4, changed=False)]
+    decisions = _rotation.decide(plan, steps, [record(plan, "a", 0, oldest=3)])
+    assert decisions["raise"] == [] and decisions["keys"][0]["raise_to"] is None
+
+
+def test_file_records_unreachable_and_failed_hosts():
+    plan = _rotation.plan(KEYS, "transit", "ctl")
+    by_host = {}
+    for consumer in plan["consumers"]["file"]:
+        by_host.setdefault(consumer["host"], []).append(consumer)
+    results = [
+        {"transit_rotation_host_group": ["ctl", by_host["ctl"]], "changed": True, "consumers": [
+            {"ok": True, "error": None, "census_before": {"1": 2}, "census_after": {"3": 2}, "rewrapped": 2,
+             "min_version_in_use": 3},
+            {"ok": False, "error": "consumer file /b does not exist"}]},
+        {"transit_rotation_host_group": ["h2", by_host["h2"]], "unreachable": True, "msg": "ssh: refused"},
+    ]
+    records = _rotation.file_records(results)
+    assert [(r["id"], r["ok"]) for r in records] == [("file:ctl:/a1", True), ("file:ctl:/b", False),
+                                                      ("file:h2:/a2[ct]", False)]
+    assert records[0]["census_after"] == {"3": 2} and records[0]["min_version_in_use"] == 3
+    assert records[2]["error"] == "host h2 is unreachable: ssh: refused"
+
+
+def test_report_uses_latest_step_and_declared_order():
+    plan = _rotation.plan(KEYS[:1], "transit", "ctl")
+    steps = [step1("a", 3)]
+    records = [record(plan, "a", 1, oldest=3), record(plan, "a", 0, oldest=3)]
+    decisions = _rotation.decide(plan, steps, records)
+    step3 = [dict(step1("a", 3), key=dict(key_state(3, 3), name="a"))]
+    (entry,) = _rotation.report(plan, steps, decisions, step3, [], records)
+    assert (entry["version_before"], entry["version_after"]) == (2, 3)
+    assert (entry["min_decryption_version_before"], entry["min_decryption_version_after"]) == (1, 3)
+    assert [c["id"] for c in entry["consumers"]] == ["file:ctl:/a1", "file:h2:/a2[ct]"]
+    assert entry["note"] == "ok" and entry["rotated"] is True
