@@ -76,7 +76,12 @@ demo: venv collection
 
 # Benchmarks (ratios against baselines measured in the same run); results in build/bench-results.json.
 BENCH ?= benchmarks
-bench: venv collection
+$(BUILD)/bench-venv/.stamp: requirements/bench.txt
+	test -x $(BUILD)/bench-venv/bin/python || $(PYTHON) -m venv $(BUILD)/bench-venv
+	$(BUILD)/bench-venv/bin/python -m pip install --disable-pip-version-check -q -r requirements/bench.txt
+	touch $@
+
+bench: venv collection $(BUILD)/bench-venv/.stamp
 	$(BIN)/python -m pytest $(BENCH) -q -m bench -s -p no:xdist -o python_files='bench_*.py' -o addopts=''
 	@cat $(BUILD)/bench-results.json
 
