@@ -7,7 +7,6 @@ included); the whole `ansible-playbook` process time (its own ~1 s start-up incl
 too.  A sweep of batch_size / workers backs the module's defaults.
 """
 
-import os
 import shutil
 
 import hvac

@@ -9,7 +9,7 @@ in two mounts of the same OpenBao.
 import hvac
 import pytest
 
-from lab import seed, transit_data
+from lab import transit_data
 
 from conftest import record, timed
 from rotation_helpers import Rotation
@@ -47,11 +47,10 @@ def test_p2_rotate_keys_100_keys(vault, tmp_path):
     script_side = Rotation(vault, "bench-p2-script", tmp_path / "script", KEYS)
     playbook_side = Rotation(vault, "bench-p2-playbook", tmp_path / "playbook", KEYS)
 
-    script_seconds, _ = timed(hvac_script, vault, "bench-p2-script", script_side.rotation_vars)
-    playbook_seconds, run = timed(playbook_side.run, expect_rc=0)
+    script_seconds = timed(hvac_script, vault, "bench-p2-script", script_side.rotation_vars)[0]
+    playbook_seconds = timed(playbook_side.run, expect_rc=0)[0]
     playbook_side.check_complete()
     assert all(script_side.key(name)["min_decryption_version"] == 2 for name in ("k000", "k099"))
-    assert sum(seed.DEMO_KEYS and len(per) for per, _field in KEYS.values()) == 100
     ratio = playbook_seconds / script_seconds
     record("P2", keys=len(KEYS), ciphertexts=100 * 1000, hvac_script_seconds=round(script_seconds, 3),
            rotate_keys_playbook_seconds=round(playbook_seconds, 3), wall_time_ratio=round(ratio, 2), target="<= 1.5")

@@ -98,7 +98,7 @@ options:
   fail_on_error:
     description:
       - In bulk mode, fail the task when any consumer could not be rewrapped (the others are still done).
-      - With V(false) the task succeeds and each consumer's RV(consumers[].ok) and RV(consumers[].error) tell.
+      - With V(false) the task succeeds and each entry of RV(consumers) tells its own C(ok) and C(error).
     type: bool
     default: true
 author:

@@ -24,8 +24,8 @@ def record(plan, key, index, ok=True, oldest=None, error=None):
 
 
 KEYS = [
-    {"name": "a", "consumers": [{"type": "file", "path": "/a1"}, {"type": "file", "path": "/a2", "host": "h2",
-                                                                   "field": "ct"}]},
+    {"name": "a", "consumers": [{"type": "file", "path": "/a1"},
+                                {"type": "file", "path": "/a2", "host": "h2", "field": "ct"}]},
     {"name": "b", "mount": "m", "rotate_older_than": "90d", "trim": True,
      "consumers": [{"type": "file", "path": "/b"}]},
     {"name": "c"},
@@ -97,8 +97,8 @@ def test_file_records_unreachable_and_failed_hosts():
         {"transit_rotation_host_group": ["h2", by_host["h2"]], "unreachable": True, "msg": "ssh: refused"},
     ]
     records = _rotation.file_records(results)
-    assert [(r["id"], r["ok"]) for r in records] == [("file:ctl:/a1", True), ("file:ctl:/b", False),
-                                                      ("file:h2:/a2[ct]", False)]
+    expected = [("file:ctl:/a1", True), ("file:ctl:/b", False), ("file:h2:/a2[ct]", False)]
+    assert [(r["id"], r["ok"]) for r in records] == expected
     assert records[0]["census_after"] == {"3": 2} and records[0]["min_version_in_use"] == 3
     assert records[2]["error"] == "host h2 is unreachable: ssh: refused"
 
