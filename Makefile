@@ -44,7 +44,9 @@ unit: venv collection
 integration: venv collection system-deps
 	$(BIN)/python -m pytest tests/integration -q $(PYTEST_ARGS)
 
+# Molecule keeps per-scenario state (created/prepared) under ANSIBLE_HOME; start from none each time.
 molecule: venv collection
+	@rm -rf $(ANSIBLE_HOME)/tmp/molecule.*
 	@if ls -d extensions/molecule/*/molecule.yml >/dev/null 2>&1; then \
 	  cd extensions && PATH=$(CURDIR)/$(BIN):$$PATH $(CURDIR)/$(BIN)/molecule test --all; \
 	else echo "molecule: no scenarios yet"; fi
