@@ -5,6 +5,7 @@ the oldest version in use.  After the re-run: the job is complete.
 """
 
 import random
+import time
 
 import pytest
 
@@ -40,9 +41,23 @@ def test_crash_at_every_step_boundary(vault, transit_mount, tmp_path, boundary):
     crash_and_resume(rotation, env={"KEYOPS_CRASH_AT_TASK": str(boundary)})
 
 
+@pytest.fixture(scope="module")
+def full_run_seconds(vault, tmp_path_factory):
+    """How long one uninterrupted run takes here, so random kills land inside a run."""
+    client = vault.client()
+    client.sys.enable_secrets_engine("transit", path="crash-timing")
+    try:
+        rotation = Rotation(vault, "crash-timing", tmp_path_factory.mktemp("timing"), KEYS)
+        start = time.monotonic()
+        rotation.run(expect_rc=0)
+        return time.monotonic() - start
+    finally:
+        client.sys.disable_secrets_engine("crash-timing")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
-def test_crash_at_random_moments(vault, transit_mount, tmp_path, seed):
+def test_crash_at_random_moments(vault, transit_mount, tmp_path, seed, full_run_seconds):
     """SIGKILL of the whole process group (controller and running modules) at a random time."""
     rotation = Rotation(vault, transit_mount, tmp_path, KEYS)
-    crash_and_resume(rotation, kill_after=random.Random(seed).uniform(1.0, 4.0))
+    crash_and_resume(rotation, kill_after=random.Random(seed).uniform(0.1, 0.9) * full_run_seconds)
