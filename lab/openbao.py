@@ -107,3 +107,80 @@ class OpenBaoDevServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+RAFT_CONFIG = """\
+storage "raft" {{
+  path    = "{data_dir}"
+  node_id = "{node_id}"
+{retry_join}}}
+
+listener "tcp" {{
+  address         = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{cluster_port}"
+  tls_disable     = true
+}}
+
+api_addr      = "http://127.0.0.1:{port}"
+cluster_addr  = "http://127.0.0.1:{cluster_port}"
+disable_mlock = true
+ui            = false
+"""
+
+
+class OpenBaoRaftServer:
+    """A real (non-dev) OpenBao node with raft storage on loopback: starts uninitialised and sealed.
+
+    For the init/unseal tests; ``retry_join`` lists other nodes' API addresses to form a cluster.
+    """
+
+    def __init__(self, workdir, node_id="node1", port=None, cluster_port=None, retry_join=(), binary=None):
+        self.workdir = _process.private_dir(workdir)
+        self.node_id = node_id
+        self.port = port or _process.free_port()
+        self.cluster_port = cluster_port or _process.free_port()
+        self.address = "http://127.0.0.1:%d" % self.port
+        self.data_dir = _process.private_dir(os.path.join(self.workdir, "data"))
+        self.config_path = os.path.join(self.workdir, "config.hcl")
+        self.log_path = os.path.join(self.workdir, "openbao.log")
+        self.binary = binary
+        joins = "".join('  retry_join {{\n    leader_api_addr = "{0}"\n  }}\n'.format(a) for a in retry_join)
+        with open(self.config_path, "w") as handle:
+            handle.write(RAFT_CONFIG.format(data_dir=self.data_dir, node_id=node_id, port=self.port,
+                                            cluster_port=self.cluster_port, retry_join=joins))
+        self.proc = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout=30.0):
+        env = dict(os.environ, HOME=self.workdir)
+        for name in list(env):
+            if name.startswith(("VAULT_", "BAO_")):
+                del env[name]
+        self.proc = _process.spawn([self.binary or bao_binary(), "server", "-config=" + self.config_path],
+                                   self.log_path, env=env, cwd=self.workdir)
+        try:
+            wait_for_health(self.address, self.proc, self.log_path, timeout=timeout, want_unsealed=False)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            _process.stop_pid(self.proc.pid, proc=self.proc)
+            self.proc = None
+
+    def kill(self):
+        """SIGKILL, as a crashed node."""
+        if self.proc is not None:
+            _process.stop_pid(self.proc.pid, timeout=0, proc=self.proc)
+            self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -132,7 +132,8 @@ class VaultConnection:
 
     def __init__(self, url, token=None, auth_method="token", auth_mount_point=None, role_id=None,
                  secret_id=None, kubernetes_role=None, kubernetes_jwt_file=DEFAULT_JWT_FILE,
-                 namespace=None, ca_cert=None, validate_certs=None, timeout=30, retries=3, sleep=time.sleep):
+                 namespace=None, ca_cert=None, validate_certs=None, timeout=30, retries=3, sleep=time.sleep,
+                 login=True):
         if HVAC_IMPORT_ERROR is not None:
             raise VaultModuleError(missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
         if not url:
@@ -157,12 +158,16 @@ class VaultConnection:
             # Nothing for requests to pick up from the environment: skip its per-request scan of
             # every variable (a measurable share of a bulk rewrap's CPU time).
             self.client.adapter.session.trust_env = False
-        self._login(auth_method, token, auth_mount_point, role_id, secret_id, kubernetes_role, kubernetes_jwt_file)
+        if login:
+            self._login(auth_method, token, auth_mount_point, role_id, secret_id, kubernetes_role, kubernetes_jwt_file)
+        elif token:
+            self.client.token = token
 
     @classmethod
-    def from_module(cls, module):
+    def from_module(cls, module, login=True):
+        """``login=False`` for the unauthenticated sys/init, sys/seal-status and sys/unseal endpoints."""
         params = dict((name, module.params.get(name)) for name in CONNECTION_OPTION_NAMES)
-        return cls(**params)
+        return cls(login=login, **params)
 
     # -- authentication -------------------------------------------------------------------------
 
@@ -328,7 +333,7 @@ def _never_sent(exc):
     return "refused" in text or "name or service not known" in text or "nodename nor servname" in text
 
 
-def run_vault_module(module, work):
+def run_vault_module(module, work, login=True):
     """Run ``work(connection)`` and turn every expected failure into ``fail_json``.
 
     ``work`` returns the result dict for ``exit_json``.  A partial result may be attached to a
@@ -336,7 +341,7 @@ def run_vault_module(module, work):
     sees exactly how far the task got.
     """
     try:
-        connection = VaultConnection.from_module(module)
+        connection = VaultConnection.from_module(module, login=login)
         result = work(connection)
     except VaultModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
