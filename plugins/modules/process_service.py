@@ -1,0 +1,172 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: process_service
+short_description: Run a server as a background process with a pid file (where there is no systemd)
+version_added: 0.1.0
+description:
+  - The C(process) service manager of the vault_server role, for containers and test hosts without systemd.
+  - V(started) starts O(argv) detached (own session, output appended to O(log_file)) unless the process in
+    O(pid_file) is alive and runs the same program; V(stopped) sends SIGTERM, waits, then SIGKILL;
+    V(restarted) does both.
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+extends_documentation_fragment:
+  - keyops.lifecycle.attributes
+options:
+  argv:
+    description: Program and arguments.
+    type: list
+    elements: str
+    required: true
+  pid_file:
+    description: Pid file (written 0600).
+    type: path
+    required: true
+  log_file:
+    description: File the process's output is appended to.
+    type: path
+    required: true
+  state:
+    description: Wanted state.
+    type: str
+    choices: [started, stopped, restarted]
+    default: started
+  chdir:
+    description: Working directory of the process.
+    type: path
+  environment:
+    description: Extra environment variables for the process.
+    type: dict
+    default: {}
+  stop_timeout:
+    description: Seconds to wait after SIGTERM before SIGKILL.
+    type: int
+    default: 20
+author:
+  - keyops developers (@keyops)
+"""
+
+EXAMPLES = r"""
+- name: Run OpenBao without systemd
+  keyops.lifecycle.process_service:
+    argv: [/usr/local/bin/bao, server, -config=/etc/openbao/openbao.hcl]
+    pid_file: /run/openbao/openbao.pid
+    log_file: /var/log/openbao/openbao.log
+"""
+
+RETURN = r"""
+pid:
+  description: Pid of the running process (null when stopped).
+  returned: always
+  type: int
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def running_pid(pid_file, program):
+    """The pid in ``pid_file`` if that process is alive and runs ``program``."""
+    try:
+        with open(pid_file) as handle:
+            pid = int(handle.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            cmdline = handle.read().split(b"\0")
+        with open("/proc/%d/stat" % pid) as handle:
+            if handle.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                return None
+    except (IOError, OSError, ValueError):
+        return None
+    return pid if cmdline and os.path.basename(cmdline[0].decode(errors="replace")) == os.path.basename(program) else None
+
+
+def stop(pid, timeout):
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def start(argv, pid_file, log_file, chdir, environment):
+    for path in (os.path.dirname(pid_file), os.path.dirname(log_file)):
+        if not os.path.isdir(path):
+            os.makedirs(path, 0o700)
+    env = dict(os.environ)
+    env.update(dict((k, str(v)) for k, v in environment.items()))
+    log = open(log_file, "ab")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                cwd=chdir, start_new_session=True, close_fds=True)
+    finally:
+        log.close()
+    fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write("%d\n" % proc.pid)
+    return proc
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            argv=dict(type="list", elements="str", required=True),
+            pid_file=dict(type="path", required=True),
+            log_file=dict(type="path", required=True),
+            state=dict(type="str", default="started", choices=["started", "stopped", "restarted"]),
+            chdir=dict(type="path"),
+            environment=dict(type="dict", default={}),
+            stop_timeout=dict(type="int", default=20),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    argv, state = params["argv"], params["state"]
+    if not os.path.isfile(argv[0]) or not os.access(argv[0], os.X_OK):
+        module.fail_json(msg="%s is not an executable file" % argv[0])
+    pid = running_pid(params["pid_file"], argv[0])
+    if state == "started" and pid:
+        module.exit_json(changed=False, pid=pid)
+    if state == "stopped" and not pid:
+        module.exit_json(changed=False, pid=None)
+    if module.check_mode:
+        module.exit_json(changed=True, pid=pid)
+    if pid:
+        stop(pid, params["stop_timeout"])
+    if state == "stopped":
+        if os.path.exists(params["pid_file"]):
+            os.unlink(params["pid_file"])
+        module.exit_json(changed=True, pid=None)
+    try:
+        proc = start(argv, params["pid_file"], params["log_file"], params["chdir"], params["environment"])
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="cannot start %s: %s" % (argv[0], exc))
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        module.fail_json(msg="%s exited at once with code %s; see %s" % (argv[0], proc.returncode, params["log_file"]))
+    module.exit_json(changed=True, pid=proc.pid)
+
+
+if __name__ == "__main__":
+    main()
