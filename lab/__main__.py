@@ -14,6 +14,7 @@ import sys
 
 from lab import _process
 from lab.openbao import LabError, OpenBaoDevServer, health
+from lab.install import stop_server, write_install_vars
 from lab.seed import DEMO_ROTATE_OLDER_THAN, seed_transit
 
 COMPONENTS = ("vault",)
@@ -96,12 +97,26 @@ def cmd_down(_args):
 
 
 def cmd_seed_transit(args):
-    state = load_state()
-    if "vault" not in state:
-        raise LabError("no lab vault: run 'python -m lab up vault' first")
-    path = seed_transit(args.directory, state["vault"]["address"], state["vault"]["token"], mount=args.mount,
-                        rotate_older_than=args.rotate_older_than)
+    # The server named by VAULT_ADDR/VAULT_TOKEN (e.g. one vault_install.yml made), else the lab's.
+    address, token = os.environ.get("VAULT_ADDR"), os.environ.get("VAULT_TOKEN")
+    if not (address and token):
+        state = load_state()
+        if "vault" not in state:
+            raise LabError("no server: set VAULT_ADDR/VAULT_TOKEN or run 'python -m lab up vault' first")
+        address, token = state["vault"]["address"], state["vault"]["token"]
+    path = seed_transit(args.directory, address, token, mount=args.mount, rotate_older_than=args.rotate_older_than)
     print(path)
+    return 0
+
+
+def cmd_install_vars(args):
+    print(write_install_vars(args.directory)[0])
+    return 0
+
+
+def cmd_install_stop(args):
+    with open(args.vars_file) as handle:
+        stop_server(json.load(handle))
     return 0
 
 
@@ -117,9 +132,14 @@ def main(argv=None):
     seed.add_argument("--mount", default="transit")
     seed.add_argument("--rotate-older-than", default=DEMO_ROTATE_OLDER_THAN,
                       help="rotate_older_than written for every key (default: a template the demo overrides)")
+    install = sub.add_parser("install-vars", help="write vault_install.yml variables for a server under DIR")
+    install.add_argument("directory")
+    install_stop = sub.add_parser("install-stop", help="stop the server an install-vars file describes")
+    install_stop.add_argument("vars_file")
     args = parser.parse_args(argv)
     try:
-        return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "seed-transit": cmd_seed_transit}[args.command](args)
+        return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "seed-transit": cmd_seed_transit,
+                "install-vars": cmd_install_vars, "install-stop": cmd_install_stop}[args.command](args)
     except LabError as exc:
         print("lab: %s" % exc, file=sys.stderr)
         return 1

@@ -3,12 +3,12 @@
 import json
 import os
 import stat
-import tarfile
 import hashlib
+import tarfile
 
 import hvac
 
-from lab import _process
+from lab import install as lab_install
 from lab.openbao import bao_binary
 
 from _ansible import ROOT, ansible_playbook
@@ -17,23 +17,8 @@ PLAYBOOK = os.path.join(ROOT, "playbooks", "vault_install.yml")
 
 
 def install_vars(tmp_path, **extra):
-    port, cluster_port = _process.free_port(), _process.free_port()
-    base = tmp_path / "node"
-    data = {
-        "vault_install_hosts": "localhost",
-        "vault_manage_user": False, "vault_user": "root", "vault_group": "root",
-        "vault_binary_src": bao_binary(), "vault_bin_dir": str(base / "bin"),
-        "vault_config_dir": str(base / "etc"), "vault_data_dir": str(base / "data"),
-        "vault_log_dir": str(base / "log"), "vault_run_dir": str(base / "run"),
-        "vault_service_manager": "process",
-        "vault_listener": {"address": "127.0.0.1:%d" % port, "cluster_address": "127.0.0.1:%d" % cluster_port,
-                           "tls_disable": True},
-        "vault_storage": {"type": "raft", "node_id": "node1", "path": str(base / "data" / "raft")},
-        "vault_keys_file": str(tmp_path / "secrets" / "init.json"),
-        "vault_secret_shares": 3, "vault_secret_threshold": 2,
-    }
-    data.update(extra)
-    os.makedirs(base / "bin", exist_ok=True)
+    data = lab_install.install_vars(str(tmp_path / "node"), keys_file=str(tmp_path / "secrets" / "init.json"),
+                                    **extra)
     path = tmp_path / "vars.json"
     path.write_text(json.dumps(data))
     return data, path
@@ -46,10 +31,7 @@ def run(tmp_path, vars_path, *args, **kwargs):
                             inventory=str(inventory), **kwargs)
 
 
-def stop(data):
-    pid_file = os.path.join(data["vault_run_dir"], "openbao.pid")
-    if os.path.exists(pid_file):
-        _process.stop_pid(int(open(pid_file).read()))
+stop = lab_install.stop_server
 
 
 def test_install_init_unseal_transit_then_nothing_changes(tmp_path):
