@@ -74,7 +74,6 @@ pid:
 
 import os
 import signal
-import subprocess
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -111,21 +110,44 @@ def stop(pid, timeout):
 
 
 def start(argv, pid_file, log_file, chdir, environment):
+    """Double-fork a daemon (own session, no controlling terminal, output to ``log_file``); return its pid."""
     for path in (os.path.dirname(pid_file), os.path.dirname(log_file)):
         if not os.path.isdir(path):
             os.makedirs(path, 0o700)
     env = dict(os.environ)
     env.update(dict((k, str(v)) for k, v in environment.items()))
-    log = open(log_file, "ab")
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                cwd=chdir, start_new_session=True, close_fds=True)
-    finally:
-        log.close()
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # first child: new session, fork the daemon, report its pid, leave
+        try:
+            os.close(read_end)
+            os.setsid()
+            daemon = os.fork()
+            if daemon:
+                os.write(write_end, str(daemon).encode())
+                os._exit(0)
+            null_fd = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null_fd, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.closerange(3, 65536)
+            if chdir:
+                os.chdir(chdir)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    os.close(write_end)
+    os.close(log_fd)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end, "rb") as handle:
+        pid = int(handle.read() or 0)
+    if not pid:
+        raise OSError("the daemon could not be forked")
     fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write("%d\n" % proc.pid)
-    return proc
+        handle.write("%d\n" % pid)
+    return pid
 
 
 def main():
@@ -159,13 +181,13 @@ def main():
             os.unlink(params["pid_file"])
         module.exit_json(changed=True, pid=None)
     try:
-        proc = start(argv, params["pid_file"], params["log_file"], params["chdir"], params["environment"])
+        pid = start(argv, params["pid_file"], params["log_file"], params["chdir"], params["environment"])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot start %s: %s" % (argv[0], exc))
     time.sleep(0.5)
-    if proc.poll() is not None:
-        module.fail_json(msg="%s exited at once with code %s; see %s" % (argv[0], proc.returncode, params["log_file"]))
-    module.exit_json(changed=True, pid=proc.pid)
+    if not running_pid(params["pid_file"], argv[0]):
+        module.fail_json(msg="%s exited at once; see %s" % (argv[0], params["log_file"]))
+    module.exit_json(changed=True, pid=pid)
 
 
 if __name__ == "__main__":

@@ -112,8 +112,8 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils import _server
 def main():
     module = AnsibleModule(
         argument_spec=vault_argument_spec(
-            secret_shares=dict(type="int", default=5),
-            secret_threshold=dict(type="int", default=3),
+            secret_shares=dict(type="int", default=5, no_log=False),
+            secret_threshold=dict(type="int", default=3, no_log=False),
             pgp_keys=dict(type="list", elements="str", no_log=False),
             root_token_pgp_key=dict(type="str", no_log=False),
             recovery_shares=dict(type="int"),

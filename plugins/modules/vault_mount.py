@@ -41,10 +41,10 @@ options:
     description: Human description.
     type: str
   config:
-    description: Mount configuration (C(default_lease_ttl) and C(max_lease_ttl) accept durations like V(1h)).
+    description: "Mount configuration; C(default_lease_ttl) and C(max_lease_ttl) accept durations like V(1h)."
     type: dict
   options:
-    description: Engine options, for example C({version: 2}) for kv.
+    description: "Engine options, for example C({version: 2}) for kv."
     type: dict
   state:
     description: Whether the mount exists.

@@ -18,8 +18,8 @@ def test_mount_enable_tune_diff_and_guarded_disable(ansible, vault_client):
     assert mounts[path + "/"]["type"] == "transit" and mounts[path + "/"]["config"]["max_lease_ttl"] == 7200
     assert ansible([task], expect_rc=0).task("mount")["changed"] is False
 
-    tuned = dict(task, **{"keyops.lifecycle.vault_mount": dict(task["keyops.lifecycle.vault_mount"],
-                                                               description="K10 master key")})
+    tuned_args = dict(task["keyops.lifecycle.vault_mount"], description="K10 master key")
+    tuned = {"name": "mount", "keyops.lifecycle.vault_mount": tuned_args}
     run = ansible([tuned], diff=True, expect_rc=0).task("mount")
     assert run["diff"]["before"]["description"] == "K10" and run["diff"]["after"]["description"] == "K10 master key"
     assert vault_client.sys.list_mounted_secrets_engines()["data"][path + "/"]["description"] == "K10 master key"
@@ -29,8 +29,8 @@ def test_mount_enable_tune_diff_and_guarded_disable(ansible, vault_client):
     refused = ansible([{"name": "mount", "keyops.lifecycle.vault_mount": {"path": path, "state": "absent"}}])
     assert "refusing to disable the transit secrets engine" in refused.task("mount")["msg"]
     assert path + "/" in vault_client.sys.list_mounted_secrets_engines()["data"]
-    gone = ansible([{"name": "mount", "keyops.lifecycle.vault_mount": {"path": path, "state": "absent",
-                                                                        "allow_data_loss": True}}], expect_rc=0)
+    disable = {"path": path, "state": "absent", "allow_data_loss": True}
+    gone = ansible([{"name": "mount", "keyops.lifecycle.vault_mount": disable}], expect_rc=0)
     assert gone.task("mount")["changed"] is True
     assert path + "/" not in vault_client.sys.list_mounted_secrets_engines()["data"]
 
