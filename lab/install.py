@@ -49,3 +49,26 @@ def stop_server(data):
     if os.path.exists(pid_file):
         with open(pid_file) as handle:
             _process.stop_pid(int(handle.read().strip()))
+
+
+def cluster_inventory(base, nodes=3, **extra):
+    """An inventory of ``nodes`` raft nodes on loopback (one directory each), joined through retry_join.
+
+    Returns ``(inventory path, {host: vars})``; every host is reached with the local connection.
+    """
+    base = os.path.abspath(base)
+    keys_file = os.path.join(base, "secrets", "init.json")
+    hosts = {}
+    for index in range(1, nodes + 1):
+        name = "node%d" % index
+        hosts[name] = install_vars(os.path.join(base, name), keys_file=keys_file, node_id=name, **extra)
+        hosts[name].pop("vault_install_hosts")
+        hosts[name]["ansible_connection"] = "local"
+    for name, data in hosts.items():
+        data["vault_storage"]["retry_join"] = [server_address(other) for other_name, other in hosts.items()
+                                               if other_name != name]
+    _process.private_dir(base)
+    path = os.path.join(base, "inventory.json")
+    # JSON is YAML: ansible reads this with its yaml inventory plugin.
+    _process.write_private(path, json.dumps({"vault": {"hosts": hosts}}, indent=2))
+    return path, hosts

@@ -19,6 +19,7 @@ __metaclass__ = type
 import json
 import os
 import tempfile
+import time
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
 
@@ -142,22 +143,36 @@ def seal_view(status):
             "shares": int(status.get("n") or 0), "type": status.get("type"), "version": status.get("version")}
 
 
-def unseal(connection, keys, check_mode=False):
+def wait_initialized(connection, timeout, sleep=None):
+    """Poll sys/seal-status until the node reports initialised (a raft node joins its leader first)."""
+    sleep = sleep or time.sleep
+    deadline = time.monotonic() + timeout
+    while True:
+        status = seal_view(connection.request("GET", "sys/seal-status"))
+        if status["initialized"] or time.monotonic() >= deadline:
+            return status
+        sleep(1)
+
+
+def unseal(connection, keys, check_mode=False, initialized_timeout=0):
     """Feed ``keys`` until the server is unsealed; returns ``(changed, status, keys_used)``.
 
     Never calls ``reset``: progress someone else made is left alone.  If the shares do not combine
     (a wrong key, or a stranger's share already counted), Vault resets the round itself; one
     clean round with only our keys follows before the keys are declared wrong.
     """
-    status = seal_view(connection.request("GET", "sys/seal-status"))
+    status = wait_initialized(connection, initialized_timeout)
     if not status["initialized"]:
-        raise VaultModuleError("%s is not initialised: run keyops.lifecycle.vault_init first" % connection.url)
+        raise VaultModuleError("%s is not initialised: run keyops.lifecycle.vault_init first%s"
+                               % (connection.url, " (or it did not join its raft leader within %ds)"
+                                  % initialized_timeout if initialized_timeout else ""))
     if not status["sealed"]:
         return False, status, 0
     if check_mode:
         return True, status, 0
     used = 0
     for attempt in (1, 2):
+        fed = 0
         for index, key in enumerate(keys):
             try:
                 answer = connection.request("PUT", "sys/unseal", {"key": key}, capability="update")
@@ -166,14 +181,29 @@ def unseal(connection, keys, check_mode=False):
                     break  # the round failed and was reset by Vault
                 raise VaultModuleError("unseal key #%d was refused by %s: %s" % (index + 1, connection.url, exc.msg))
             used += 1
+            fed += 1
             status = seal_view(answer)
             if not status["sealed"]:
                 return True, status, used
+            if status["progress"] == 0 and fed >= status["threshold"]:
+                # The threshold was met; a raft follower finishes joining its leader before it reports
+                # unsealed, so give it a moment rather than feeding more keys.
+                status = _wait_unsealed(connection, 30)
+                if not status["sealed"]:
+                    return True, status, used
+                break
         else:
             raise VaultModuleError("%s is still sealed after %d key(s): threshold is %d; give more keys"
                                    % (connection.url, len(keys), status["threshold"]))
-        if attempt == 1:
-            continue
     raise VaultModuleError("the unseal keys do not unseal %s (the shares did not combine twice, the second time "
                            "from a clean round): they belong to another server or one of them is wrong. Nothing "
                            "else was changed" % connection.url)
+
+
+def _wait_unsealed(connection, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = seal_view(connection.request("GET", "sys/seal-status"))
+        if not status["sealed"] or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.5)

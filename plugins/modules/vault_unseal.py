@@ -34,6 +34,12 @@ options:
     description: The unseal key shares (base64 or hex). Never logged.
     type: list
     elements: str
+  initialized_timeout:
+    description:
+      - Seconds to wait for the node to report itself initialised. A raft node that joins through
+        C(retry_join) only does so once the leader is unsealed; give it time with this option.
+    type: int
+    default: 0
 author:
   - keyops developers (@keyops)
 """
@@ -76,6 +82,7 @@ def main():
         argument_spec=vault_argument_spec(
             keys_file=dict(type="path"),
             keys=dict(type="list", elements="str", no_log=True),
+            initialized_timeout=dict(type="int", default=0),
         ),
         required_one_of=[("keys_file", "keys")],
         mutually_exclusive=[("keys_file", "keys")],
@@ -84,7 +91,8 @@ def main():
 
     def work(connection):
         keys = module.params["keys"] or _server.read_keys_file(module.params["keys_file"])
-        changed, status, used = _server.unseal(connection, keys, module.check_mode)
+        changed, status, used = _server.unseal(connection, keys, module.check_mode,
+                                               module.params["initialized_timeout"])
         return dict(changed=changed, sealed=status["sealed"] and not (changed and module.check_mode),
                     progress=status["progress"], threshold=status["threshold"], keys_used=used)
 
