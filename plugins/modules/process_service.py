@@ -94,6 +94,17 @@ def running_pid(pid_file, program):
     return pid if cmdline and os.path.basename(cmdline[0].decode(errors="replace")) == os.path.basename(program) else None
 
 
+def last_error(log_file):
+    """The program's own last error line, so a bad configuration explains itself."""
+    try:
+        with open(log_file, errors="replace") as handle:
+            lines = [line.strip() for line in handle.readlines()[-30:] if line.strip()]
+    except (IOError, OSError):
+        return "no log"
+    errors = [line for line in lines if "rror" in line]
+    return (errors or lines or ["no output"])[-1]
+
+
 def stop(pid, timeout):
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
         try:
@@ -186,7 +197,8 @@ def main():
         module.fail_json(msg="cannot start %s: %s" % (argv[0], exc))
     time.sleep(0.5)
     if not running_pid(params["pid_file"], argv[0]):
-        module.fail_json(msg="%s exited at once; see %s" % (argv[0], params["log_file"]))
+        module.fail_json(msg="%s exited at once: %s (log: %s)" % (argv[0], last_error(params["log_file"]),
+                                                                  params["log_file"]))
     module.exit_json(changed=True, pid=pid)
 
 

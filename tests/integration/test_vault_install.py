@@ -5,6 +5,7 @@ import os
 import stat
 import hashlib
 import tarfile
+import time
 
 import hvac
 
@@ -37,12 +38,16 @@ stop = lab_install.stop_server
 def test_install_init_unseal_transit_then_nothing_changes(tmp_path):
     data, vars_path = install_vars(tmp_path)
     try:
+        started = time.monotonic()
         first = run(tmp_path, vars_path, "-vvv", expect_rc=0)
+        print("1-node install+init+unseal+transit: %.1fs" % (time.monotonic() - started))
         address = "http://%s" % data["vault_listener"]["address"]
         keys = json.loads(open(data["vault_keys_file"]).read())
         assert stat.S_IMODE(os.stat(data["vault_keys_file"]).st_mode) == 0o600
-        for secret in keys["unseal_keys_b64"] + [keys["root_token"]]:
+        server_log = open(os.path.join(data["vault_log_dir"], "openbao.log")).read()
+        for secret in keys["unseal_keys_b64"] + keys["unseal_keys_hex"] + [keys["root_token"]]:
             assert secret not in first.output, "a key or the root token leaked into -vvv output"
+            assert secret not in server_log, "a key or the root token is in the server's log"
         client = hvac.Client(url=address, token=keys["root_token"])
         assert not client.sys.is_sealed()
         assert "transit/" in client.sys.list_mounted_secrets_engines()["data"]
@@ -79,3 +84,25 @@ def test_openbao_file_storage_is_refused_clearly(tmp_path):
     data, vars_path = install_vars(tmp_path, vault_storage={"type": "file", "path": str(tmp_path / "f")})
     result = run(tmp_path, vars_path)
     assert result.rc != 0 and "OpenBao has no file storage" in result.output
+
+
+def test_bad_configuration_shows_the_servers_own_error(tmp_path):
+    data, vars_path = install_vars(tmp_path, vault_extra_config='storage "inmem" {}\n')
+    try:
+        result = run(tmp_path, vars_path)
+        assert result.rc != 0
+        # OpenBao's own complaint about the second storage stanza, not just "it did not start".
+        assert "exited at once" in result.output and "storage" in result.output.lower()
+    finally:
+        stop(data)
+
+
+def test_kms_plugin_stanza_for_openbao_27(tmp_path):
+    """OpenBao >= 2.7 has awskms only as an external plugin: the stanza is rendered as documented (check mode)."""
+    data, vars_path = install_vars(
+        tmp_path, vault_seal={"type": "awskms", "region": "eu-west-1", "kms_key_id": "alias/openbao"},
+        vault_kms_plugin={"name": "awskms", "command": "openbao-plugin-kms-aws", "sha256sum": "ab" * 32})
+    result = run(tmp_path, vars_path, "--check", "--diff", "--tags", "never,all")
+    config = result.output
+    assert 'plugin "kms" "awskms" {' in config and 'command   = "openbao-plugin-kms-aws"' in config
+    assert 'sha256sum = "%s"' % ("ab" * 32) in config and 'seal "awskms" {' in config

@@ -152,3 +152,44 @@ def test_two_keys_sharing_a_large_file_concurrently(vault, transit_mount, tmp_pa
         assert proc.returncode == 0, output
     assert transit_data.versions_in(path, "a") == [2] and transit_data.versions_in(path, "b") == [2]
     assert transit_data.decrypt_many(client, transit_mount, "a", transit_data.read_ciphertexts(path, "a")) == a_values
+
+
+def test_server_sealed_mid_rewrap_writes_nothing(tmp_path):
+    """Seal the server while the rewrap is streaming: a clear error, the file untouched, no temp file left."""
+    import threading
+    import time
+
+    import hvac
+
+    from lab.openbao import OpenBaoDevServer
+    from _ansible import run_playbook
+
+    with OpenBaoDevServer(str(tmp_path / "server")) as server:
+        client = transit_data.client(server.address, server.token)
+        client.sys.enable_secrets_engine("transit")
+        client.adapter.request("POST", "/v1/transit/keys/k", json={})
+        path = tmp_path / "big.txt"
+        transit_data.write_lines(path, transit_data.encrypt_many(client, "transit", "k",
+                                                                 transit_data.plaintexts(150_000)))
+        client.adapter.request("POST", "/v1/transit/keys/k/rotate", json={})
+        before = path.read_bytes()
+
+        def seal_when_rewrap_starts():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if any(name.startswith(".big.txt.keyops-rewrap-") for name in os.listdir(tmp_path)):
+                    hvac.Client(url=server.address, token=server.token).sys.seal()
+                    return
+                time.sleep(0.01)
+
+        sealer = threading.Thread(target=seal_when_rewrap_starts)
+        sealer.start()
+        run = run_playbook(tmp_path, play([rewrap_task("transit", path, workers=1, batch_size=100)]),
+                           env={"VAULT_ADDR": server.address, "VAULT_TOKEN": server.token})
+        sealer.join()
+        assert hvac.Client(url=server.address).sys.is_sealed()
+        assert run.rc != 0 and "Traceback" not in run.output
+        msg = run.task("rewrap")["msg"]
+        assert "is sealed" in msg and "unseal it" in msg
+        assert path.read_bytes() == before
+        assert not [name for name in os.listdir(tmp_path) if "keyops-rewrap" in name]
