@@ -53,6 +53,9 @@ options:
     description: Seconds to wait after SIGTERM before SIGKILL.
     type: int
     default: 20
+  user:
+    description: Run the process as this user (and its primary group); needs root. Default - the current user.
+    type: str
 author:
   - keyops developers (@keyops)
 """
@@ -73,6 +76,7 @@ pid:
 """
 
 import os
+import pwd
 import signal
 import time
 
@@ -120,7 +124,7 @@ def stop(pid, timeout):
             time.sleep(0.1)
 
 
-def start(argv, pid_file, log_file, chdir, environment):
+def start(argv, pid_file, log_file, chdir, environment, user=None):
     """Double-fork a daemon (own session, no controlling terminal, output to ``log_file``); return its pid."""
     for path in (os.path.dirname(pid_file), os.path.dirname(log_file)):
         if not os.path.isdir(path):
@@ -143,9 +147,18 @@ def start(argv, pid_file, log_file, chdir, environment):
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
             os.closerange(3, 65536)
+            if user:
+                account = pwd.getpwnam(user)
+                os.initgroups(user, account.pw_gid)
+                os.setgid(account.pw_gid)
+                os.setuid(account.pw_uid)
+                env.update(HOME=account.pw_dir, USER=user, LOGNAME=user)
             if chdir:
                 os.chdir(chdir)
             os.execve(argv[0], argv, env)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Lands in the log file (stderr), where last_error() finds it for the module's message.
+            os.write(2, ("error: cannot exec %s: %s\n" % (argv[0], exc)).encode())
         finally:
             os._exit(127)
     os.close(write_end)
@@ -171,6 +184,7 @@ def main():
             chdir=dict(type="path"),
             environment=dict(type="dict", default={}),
             stop_timeout=dict(type="int", default=20),
+            user=dict(type="str"),
         ),
         supports_check_mode=True,
     )
@@ -178,6 +192,13 @@ def main():
     argv, state = params["argv"], params["state"]
     if not os.path.isfile(argv[0]) or not os.access(argv[0], os.X_OK):
         module.fail_json(msg="%s is not an executable file" % argv[0])
+    if params["user"]:
+        try:
+            pwd.getpwnam(params["user"])
+        except KeyError:
+            module.fail_json(msg="user %s does not exist" % params["user"])
+        if os.geteuid() != 0 and pwd.getpwnam(params["user"]).pw_uid != os.geteuid():
+            module.fail_json(msg="running %s as %s needs root" % (argv[0], params["user"]))
     pid = running_pid(params["pid_file"], argv[0])
     if state == "started" and pid:
         module.exit_json(changed=False, pid=pid)
@@ -192,7 +213,8 @@ def main():
             os.unlink(params["pid_file"])
         module.exit_json(changed=True, pid=None)
     try:
-        pid = start(argv, params["pid_file"], params["log_file"], params["chdir"], params["environment"])
+        pid = start(argv, params["pid_file"], params["log_file"], params["chdir"], params["environment"],
+                    params["user"])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot start %s: %s" % (argv[0], exc))
     time.sleep(0.5)

@@ -106,3 +106,52 @@ def test_kms_plugin_stanza_for_openbao_27(tmp_path):
     config = result.output
     assert 'plugin "kms" "awskms" {' in config and 'command   = "openbao-plugin-kms-aws"' in config
     assert 'sha256sum = "%s"' % ("ab" * 32) in config and 'seal "awskms" {' in config
+
+
+def test_tls_listener_and_dedicated_system_user(tmp_path):
+    """TLS with a private CA, and a system user created by the role that owns the data and runs the server."""
+    import grp
+    import pwd
+    import subprocess
+    import uuid
+
+    from lab.tls import make_ca_and_server_cert
+
+    import tempfile
+
+    user = "kbao%s" % uuid.uuid4().hex[:6]
+    # pytest's own tmp directories are private to root; the server's user must reach its files.
+    base = tempfile.mkdtemp(prefix="keyops-tls-")
+    os.chmod(base, 0o755)
+    tls = make_ca_and_server_cert(os.path.join(base, "tls"))
+    os.chmod(os.path.join(base, "tls"), 0o755)
+    data = lab_install.install_vars(os.path.join(base, "node"), keys_file=str(tmp_path / "secrets" / "init.json"),
+                                    vault_manage_user=True, vault_user=user, vault_group=user,
+                                    vault_client_ca_cert=tls["ca"])
+    os.chmod(os.path.join(base, "node"), 0o755)
+    os.chmod(data["vault_bin_dir"], 0o755)
+    vars_path = tmp_path / "vars.json"
+    address = data["vault_listener"]["address"]
+    data["vault_listener"].update(tls_disable=False, tls_cert_file=tls["cert"], tls_key_file=tls["key"])
+    vars_path.write_text(json.dumps(data))
+    os.chmod(tls["key"], 0o644)  # the server runs as the new user and must read its key
+    try:
+        run(tmp_path, vars_path, expect_rc=0)
+        keys = json.loads(open(data["vault_keys_file"]).read())
+        client = hvac.Client(url="https://%s" % address, token=keys["root_token"], verify=tls["ca"])
+        assert not client.sys.is_sealed() and "transit/" in client.sys.list_mounted_secrets_engines()["data"]
+        pid = int(open(os.path.join(data["vault_run_dir"], "openbao.pid")).read())
+        with open("/proc/%d/status" % pid) as handle:
+            uid = [line.split()[1] for line in handle if line.startswith("Uid:")][0]
+        assert int(uid) == pwd.getpwnam(user).pw_uid
+        assert os.stat(data["vault_data_dir"]).st_uid == pwd.getpwnam(user).pw_uid
+        assert grp.getgrnam(user).gr_gid == pwd.getpwnam(user).pw_gid
+        config = open(os.path.join(data["vault_config_dir"], "openbao.hcl")).read()
+        assert "tls_disable" not in config and 'tls_cert_file   = "%s"' % tls["cert"] in config
+    finally:
+        stop(data)
+        subprocess.run(["userdel", user], check=False, capture_output=True)
+        subprocess.run(["groupdel", user], check=False, capture_output=True)
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
