@@ -155,3 +155,24 @@ def test_tls_listener_and_dedicated_system_user(tmp_path):
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_postgresql_storage(tmp_path):
+    """vault_storage type postgresql against a real PostgreSQL on loopback; data survives a restart."""
+    from lab.postgres import PostgresServer
+
+    with PostgresServer() as postgres:
+        data, vars_path = install_vars(tmp_path, vault_storage={"type": "postgresql",
+                                                                "connection_url": postgres.url})
+        try:
+            run(tmp_path, vars_path, expect_rc=0)
+            keys = json.loads(open(data["vault_keys_file"]).read())
+            client = hvac.Client(url=lab_install.server_address(data), token=keys["root_token"])
+            assert client.sys.read_seal_status()["storage_type"] == "postgresql"
+            client.secrets.transit.create_key(name="in-postgres", mount_point="transit")
+            stop(data)
+            run(tmp_path, vars_path, expect_rc=0)  # restart: started again and unsealed from the keys file
+            assert client.secrets.transit.read_key(name="in-postgres", mount_point="transit")["data"]["name"] \
+                == "in-postgres"
+        finally:
+            stop(data)
