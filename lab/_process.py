@@ -87,3 +87,39 @@ def tail(path, lines=20):
             return "".join(handle.readlines()[-lines:])
     except OSError:
         return ""
+
+
+class BackgroundServer:
+    """A server process the lab starts and always stops: ``with Server(...) as s`` or start()/stop().
+
+    Subclasses set ``workdir`` and ``log_path`` and implement ``start()`` with :meth:`launch`
+    followed by their own readiness wait.
+    """
+
+    proc = None
+    log_path = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def launch(self, argv, ready, env=None, cwd=None):
+        """Spawn ``argv`` and call ``ready()``; a failed start leaves no process behind."""
+        self.proc = spawn(argv, self.log_path, env=env, cwd=cwd)
+        try:
+            ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            stop_pid(self.proc.pid, proc=self.proc)
+            self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

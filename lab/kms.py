@@ -13,27 +13,28 @@ from lab.openbao import LabError
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 
 
-class MotoKMSServer:
+class MotoKMSServer(_process.BackgroundServer):
     def __init__(self, workdir, port=None):
         self.workdir = _process.private_dir(workdir)
         self.port = port or _process.free_port()
         self.endpoint = "http://127.0.0.1:%d" % self.port
         self.log_path = os.path.join(self.workdir, "moto.log")
-        self.proc = None
 
     def start(self, timeout=30.0):
         moto = os.path.join(os.path.dirname(sys.executable), "moto_server")
-        self.proc = _process.spawn([moto, "-H", "127.0.0.1", "-p", str(self.port)], self.log_path, cwd=self.workdir)
+        return self.launch([moto, "-H", "127.0.0.1", "-p", str(self.port)], lambda: self._wait(timeout),
+                           cwd=self.workdir)
+
+    def _wait(self, timeout):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise LabError("moto_server exited:\n" + _process.tail(self.log_path))
             try:
                 with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1):  # noqa: S310 - loopback
-                    return self
+                    return
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
-        self.stop()
         raise LabError("moto_server did not answer on %s" % self.endpoint)
 
     def client(self):
@@ -45,13 +46,3 @@ class MotoKMSServer:
     def create_key(self, description="lab"):
         return self.client().create_key(Description=description)["KeyMetadata"]["KeyId"]
 
-    def stop(self):
-        if self.proc is not None:
-            _process.stop_pid(self.proc.pid, proc=self.proc)
-            self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()

@@ -77,7 +77,16 @@ def wait_for_health(address, proc=None, log_path=None, timeout=30.0, want_unseal
                    % (address, timeout, last, _process.tail(log_path) if log_path else ""))
 
 
-class OpenBaoDevServer:
+def server_env(home):
+    """Environment for a server process: its own HOME, none of a client's VAULT_*/BAO_* settings."""
+    env = dict(os.environ, HOME=home)
+    for name in list(env):
+        if name.startswith(("VAULT_", "BAO_")):
+            del env[name]
+    return env
+
+
+class OpenBaoDevServer(_process.BackgroundServer):
     """``bao server -dev`` on a free loopback port with a random root token.
 
     Dev mode keeps everything in memory and starts unsealed: right for fast tests
@@ -90,42 +99,12 @@ class OpenBaoDevServer:
         self.address = "http://127.0.0.1:%d" % self.port
         self.token = root_token or "lab-root-" + secrets.token_hex(16)
         self.log_path = os.path.join(self.workdir, "openbao.log")
-        self.proc = None
-
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc else None
 
     def start(self, timeout=30.0):
-        argv = [
-            bao_binary(), "server", "-dev",
-            "-dev-listen-address=127.0.0.1:%d" % self.port,
-            "-dev-root-token-id=" + self.token,
-            "-dev-no-store-token",
-        ]
-        env = dict(os.environ, HOME=self.workdir)
-        # The server must not pick up a client's VAULT_* settings.
-        for name in list(env):
-            if name.startswith(("VAULT_", "BAO_")):
-                del env[name]
-        self.proc = _process.spawn(argv, self.log_path, env=env, cwd=self.workdir)
-        try:
-            wait_for_health(self.address, self.proc, self.log_path, timeout=timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            _process.stop_pid(self.proc.pid, proc=self.proc)
-            self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        argv = [bao_binary(), "server", "-dev", "-dev-listen-address=127.0.0.1:%d" % self.port,
+                "-dev-root-token-id=" + self.token, "-dev-no-store-token"]
+        return self.launch(argv, lambda: wait_for_health(self.address, self.proc, self.log_path, timeout=timeout),
+                           env=server_env(self.workdir), cwd=self.workdir)
 
 
 RAFT_CONFIG = """\
@@ -147,7 +126,7 @@ ui            = false
 """
 
 
-class OpenBaoRaftServer:
+class OpenBaoRaftServer(_process.BackgroundServer):
     """A real (non-dev) OpenBao node with raft storage on loopback: starts uninitialised and sealed.
 
     For the init/unseal tests; ``retry_join`` lists other nodes' API addresses to form a cluster.
@@ -167,39 +146,10 @@ class OpenBaoRaftServer:
         with open(self.config_path, "w") as handle:
             handle.write(RAFT_CONFIG.format(data_dir=self.data_dir, node_id=node_id, port=self.port,
                                             cluster_port=self.cluster_port, retry_join=joins))
-        self.proc = None
-
-    @property
-    def pid(self):
-        return self.proc.pid if self.proc else None
 
     def start(self, timeout=30.0):
-        env = dict(os.environ, HOME=self.workdir)
-        for name in list(env):
-            if name.startswith(("VAULT_", "BAO_")):
-                del env[name]
-        self.proc = _process.spawn([self.binary or bao_binary(), "server", "-config=" + self.config_path],
-                                   self.log_path, env=env, cwd=self.workdir)
-        try:
-            wait_for_health(self.address, self.proc, self.log_path, timeout=timeout, want_unsealed=False)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        argv = [self.binary or bao_binary(), "server", "-config=" + self.config_path]
+        return self.launch(argv, lambda: wait_for_health(self.address, self.proc, self.log_path, timeout=timeout,
+                                                         want_unsealed=False),
+                           env=server_env(self.workdir), cwd=self.workdir)
 
-    def stop(self):
-        if self.proc is not None:
-            _process.stop_pid(self.proc.pid, proc=self.proc)
-            self.proc = None
-
-    def kill(self):
-        """SIGKILL, as a crashed node."""
-        if self.proc is not None:
-            _process.stop_pid(self.proc.pid, timeout=0, proc=self.proc)
-            self.proc = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
