@@ -111,3 +111,31 @@ def test_unseal_with_wrong_keys_and_with_foreign_progress(tmp_path):
 def test_unseal_before_init_is_explained(server, tmp_path):
     run = run_playbook(tmp_path, play([unseal_task(server, keys=["AAAA"])]))
     assert run.rc != 0 and "is not initialised: run keyops.lifecycle.vault_init first" in run.task("unseal")["msg"]
+
+
+def test_pgp_encrypted_init_returns_only_encrypted_shares(server, tmp_path):
+    """With pgp_keys there is no keys file: shares and root token come back encrypted to the given key."""
+    import base64
+    import subprocess
+
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = dict(os.environ, GNUPGHOME=str(home))
+    subprocess.run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "keyops <ops@keyops.invalid>",
+                    "default", "default", "never"], env=env, check=True, capture_output=True)
+    public = base64.b64encode(subprocess.run(["gpg", "--export", "ops@keyops.invalid"], env=env, check=True,
+                                             capture_output=True).stdout).decode()
+    run = run_playbook(tmp_path, play([init_task(server, secret_shares=1, secret_threshold=1, pgp_keys=[public],
+                                                 root_token_pgp_key=public)]), expect_rc=0)
+    result = run.task("init")
+    assert "keys_file" not in result and len(result["keys_pgp"]) == 1 and result["root_token_pgp"]
+
+    def decrypt(value):
+        return subprocess.run(["gpg", "--batch", "--decrypt"], input=base64.b64decode(value), env=env, check=True,
+                              capture_output=True).stdout.decode().strip()
+
+    key, root_token = decrypt(result["keys_pgp"][0]), decrypt(result["root_token_pgp"])
+    assert key not in run.output and root_token not in run.output
+    unsealed = run_playbook(tmp_path, play([unseal_task(server, keys=[key])]), expect_rc=0).task("unseal")
+    assert unsealed["sealed"] is False
+    assert client(server, root_token).auth.token.lookup_self()["data"]["policies"] == ["root"]
