@@ -45,4 +45,3 @@ class MotoKMSServer(_process.BackgroundServer):
 
     def create_key(self, description="lab"):
         return self.client().create_key(Description=description)["KeyMetadata"]["KeyId"]
-

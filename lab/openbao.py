@@ -152,4 +152,3 @@ class OpenBaoRaftServer(_process.BackgroundServer):
         return self.launch(argv, lambda: wait_for_health(self.address, self.proc, self.log_path, timeout=timeout,
                                                          want_unsealed=False),
                            env=server_env(self.workdir), cwd=self.workdir)
-

@@ -6,12 +6,17 @@ instead (each test works in its own freshly mounted transit path and removes it 
 """
 
 import os
+import secrets
 import uuid
 
 import hvac
+import kubernetes
 import pytest
+import yaml
 
+from lab import k8s_api
 from lab.openbao import OpenBaoDevServer
+from lab.tls import make_ca_and_server_cert
 
 from _ansible import play, run_playbook  # noqa: F401  (re-exported for tests)
 
@@ -63,3 +68,53 @@ def ansible(tmp_path, vault):
                             env=run_env, **kwargs)
 
     return runner
+
+
+# Kubernetes: the lab API test server, or a real cluster when KUBECONFIG is set.
+class Cluster:
+    def __init__(self, kubeconfig_path, context=None, lab=None):
+        self.kubeconfig_path = kubeconfig_path
+        self.context = context
+        self.lab = lab  # the lab server, or None on a real cluster
+
+    def api_client(self, token=None):
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=self.kubeconfig_path, context=self.context,
+                                           client_configuration=configuration)
+        if token is not None:
+            # The loader installs a hook that would put the kubeconfig's token back before each call.
+            configuration.refresh_api_key_hook = None
+            configuration.api_key = {"BearerToken": "Bearer " + token}
+        return kubernetes.client.ApiClient(configuration)
+
+    def has_group(self, group):
+        groups = kubernetes.client.ApisApi(self.api_client()).get_api_versions().groups
+        return any(g.name == group for g in groups)
+
+
+@pytest.fixture(scope="session")
+def kube(tmp_path_factory):
+    """The cluster every Kubernetes test talks to (through the real kubernetes client)."""
+    if os.environ.get("KUBECONFIG"):
+        yield Cluster(os.environ["KUBECONFIG"], os.environ.get("K8S_AUTH_CONTEXT"))
+        return
+    base = tmp_path_factory.mktemp("kube")
+    tls = make_ca_and_server_cert(str(base / "tls"))
+    token = "lab-admin-" + secrets.token_hex(16)
+    with k8s_api.KubeApiServer(tls, [token]) as server:
+        path = base / "kubeconfig"
+        path.write_text(yaml.safe_dump(k8s_api.kubeconfig({"lab": (server, token)}, "lab")))
+        yield Cluster(str(path), "lab", lab=server)
+
+
+@pytest.fixture()
+def namespace(kube):
+    """A fresh namespace for one test, deleted afterwards (on a real cluster too)."""
+    core = kubernetes.client.CoreV1Api(kube.api_client())
+    name = "keyops-test-" + uuid.uuid4().hex[:8]
+    core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
+    yield name
+    try:
+        core.delete_namespace(name)
+    except kubernetes.client.ApiException:
+        pass
