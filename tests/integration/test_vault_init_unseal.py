@@ -134,7 +134,11 @@ def test_pgp_encrypted_init_returns_only_encrypted_shares(server, tmp_path):
         return subprocess.run(["gpg", "--batch", "--decrypt"], input=base64.b64decode(value), env=env, check=True,
                               capture_output=True).stdout.decode().strip()
 
-    key, root_token = decrypt(result["keys_pgp"][0]), decrypt(result["root_token_pgp"])
+    try:
+        key, root_token = decrypt(result["keys_pgp"][0]), decrypt(result["root_token_pgp"])
+    finally:
+        # gpg leaves an agent running for this GNUPGHOME; stop it with the test.
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False, capture_output=True)
     assert key not in run.output and root_token not in run.output
     unsealed = run_playbook(tmp_path, play([unseal_task(server, keys=[key])]), expect_rc=0).task("unseal")
     assert unsealed["sealed"] is False
