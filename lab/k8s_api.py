@@ -9,7 +9,11 @@ CA and bearer-token authentication:
   field selector), update (409 Conflict on a stale ``resourceVersion``), merge-patch, JSON-patch and
   strategic-merge-patch (treated as a merge patch, which is what it means for these flat types),
   delete; missing objects answer 404 with a ``Status`` body, unauthenticated callers 401;
-* Secrets' ``stringData`` is folded into base64 ``data`` as the real API does.
+* Secrets' ``stringData`` is folded into base64 ``data`` as the real API does;
+* ServiceAccount tokens (``POST .../serviceaccounts/<name>/token``, TokenRequest): RS256 JWTs signed with
+  the cluster's own key, with audiences and expiry; ``authentication.k8s.io/v1`` TokenReview validates
+  them (signature, expiry, audience, service account still present).  Such tokens are also accepted as
+  bearer tokens, as a real API server does.
 
 Watches are not served: clients poll (list returns the collection ``resourceVersion``; every object
 carries its own), and ``?watch=true`` answers 405 with a Status saying so.
@@ -27,6 +31,9 @@ import urllib.parse
 import uuid
 
 import jsonpatch
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 class Resource:
@@ -45,6 +52,8 @@ class Resource:
                 "verbs": ["create", "delete", "get", "list", "patch", "update"]}
 
 
+TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False)
+
 RESOURCES = [
     Resource("", "v1", "namespaces", "Namespace", False, ["ns"]),
     Resource("", "v1", "secrets", "Secret", True),
@@ -53,11 +62,12 @@ RESOURCES = [
     Resource("vault.kio.kasten.io", "v1alpha1", "passkeys", "Passkey", False),
     Resource("config.kio.kasten.io", "v1alpha1", "policies", "Policy", True),
     Resource("actions.kio.kasten.io", "v1alpha1", "runactions", "RunAction", True),
+    TOKEN_REVIEWS,
 ]
 
 PATH_RE = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
-    r"(?:/namespaces/(?P<namespace>[^/]+)(?=/))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status))?$")
+    r"(?:/namespaces/(?P<namespace>[^/]+)(?=/))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>status|token))?$")
 
 
 class ApiError(Exception):
@@ -270,15 +280,62 @@ class Store:
 
 
 class ClusterState:
-    """One cluster: its store, its resources and who may call it."""
+    """One cluster: its store, its resources, its service-account signing key and who may call it."""
 
-    def __init__(self, tokens, resources=None, version=("1", "33")):
+    def __init__(self, tokens, resources=None, version=("1", "33"), issuer="https://kubernetes.default.svc"):
         self.store = Store()
         self.resources = list(resources or RESOURCES)
         self.tokens = set(tokens)
         self.version = version
+        self.issuer = issuer
+        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         for namespace in ("default", "kube-system"):
             self.store.create(self.resource("", "namespaces"), None, {"metadata": {"name": namespace}})
+
+    def public_key_pem(self):
+        return self.signing_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+    def issue_token(self, namespace, name, audiences=None, seconds=3600):
+        """TokenRequest: a signed JWT for an existing service account."""
+        account = self.store.get(self.resource("", "serviceaccounts"), namespace, name)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        expires = now + datetime.timedelta(seconds=seconds)
+        claims = {"iss": self.issuer, "sub": "system:serviceaccount:%s:%s" % (namespace, name),
+                  "aud": list(audiences or [self.issuer]), "iat": int(now.timestamp()), "nbf": int(now.timestamp()),
+                  "exp": int(expires.timestamp()),
+                  "kubernetes.io": {"namespace": namespace,
+                                    "serviceaccount": {"name": name, "uid": account["metadata"]["uid"]}}}
+        return jwt.encode(claims, self.signing_key, algorithm="RS256"), expires
+
+    def review(self, token, audiences=None):
+        """TokenReview status for ``token``: authenticated only when signed here, unexpired, for an existing SA."""
+        try:
+            claims = jwt.decode(token, self.signing_key.public_key(), algorithms=["RS256"],
+                                options={"verify_aud": False})
+        except jwt.PyJWTError as exc:
+            return {"authenticated": False, "error": "invalid bearer token: %s" % exc}
+        wanted = list(audiences or [])
+        granted = claims.get("aud") or []
+        if wanted and not set(wanted) & set(granted):
+            return {"authenticated": False, "error": "token audiences %s are invalid for the target audiences %s"
+                    % (granted, wanted)}
+        info = claims.get("kubernetes.io") or {}
+        namespace, account = info.get("namespace"), (info.get("serviceaccount") or {})
+        try:
+            current = self.store.get(self.resource("", "serviceaccounts"), namespace, account.get("name"))
+        except ApiError:
+            return {"authenticated": False, "error": "service account %s/%s has been deleted"
+                    % (namespace, account.get("name"))}
+        if current["metadata"]["uid"] != account.get("uid"):
+            return {"authenticated": False, "error": "service account UID does not match"}
+        return {"authenticated": True, "audiences": wanted or granted,
+                "user": {"username": claims["sub"], "uid": account.get("uid"),
+                         "groups": ["system:serviceaccounts", "system:serviceaccounts:%s" % namespace,
+                                    "system:authenticated"]}}
+
+    def authenticates(self, token):
+        return token in self.tokens or self.review(token).get("authenticated", False)
 
     def resource(self, group, plural):
         for resource in self.resources:
@@ -325,7 +382,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _authenticated(self):
         header = self.headers.get("Authorization", "")
-        return header.startswith("Bearer ") and header[7:].strip() in self.state.tokens
+        return header.startswith("Bearer ") and self.state.authenticates(header[7:].strip())
 
     def _handle(self, method):
         try:
@@ -364,6 +421,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             field = query.get("fieldSelector", "")
             only = field.split("=", 1)[1] if field.startswith("metadata.name=") else None
             return 200, store.list(resource, namespace, query.get("labelSelector"), only)
+        if resource is TOKEN_REVIEWS:
+            if method != "POST" or name:
+                raise ApiError(405, "MethodNotAllowed", "tokenreviews only support create")
+            body = self._body() or {}
+            spec = body.get("spec") or {}
+            return 201, {"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                         "metadata": {"creationTimestamp": None}, "spec": spec,
+                         "status": self.state.review(spec.get("token") or "", spec.get("audiences"))}
+        if sub == "token":
+            if method != "POST" or resource.plural != "serviceaccounts":
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            spec = (self._body() or {}).get("spec") or {}
+            token, expires = self.state.issue_token(namespace, name, spec.get("audiences"),
+                                                    int(spec.get("expirationSeconds") or 3600))
+            return 201, {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                         "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+                         "status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}
         if method == "POST" and not name:
             body = self._body() or {}
             if query.get("dryRun"):

@@ -123,3 +123,29 @@ def test_watch_is_refused_with_a_documented_status(kube, namespace):
     with pytest.raises(ApiException) as refused:
         CoreV1Api(kube.api_client()).list_namespaced_secret(namespace, watch=True)
     assert refused.value.status == 405 and "poll with list" in status_of(refused.value)["message"]
+
+
+def test_service_account_tokens_and_token_review(kube, namespace):
+    """TokenRequest issues a JWT; TokenReview accepts it, and rejects a deleted account, a wrong audience, junk."""
+    core = CoreV1Api(kube.api_client())
+    core.create_namespaced_service_account(namespace, kubernetes.client.V1ServiceAccount(
+        metadata=V1ObjectMeta(name="app")))
+    request = kubernetes.client.AuthenticationV1TokenRequest(
+        spec=kubernetes.client.V1TokenRequestSpec(audiences=["vault"], expiration_seconds=600))
+    token = core.create_namespaced_service_account_token("app", namespace, request).status.token
+    auth = kubernetes.client.AuthenticationV1Api(kube.api_client())
+
+    def review(value, audiences=None):
+        body = kubernetes.client.V1TokenReview(spec=kubernetes.client.V1TokenReviewSpec(token=value,
+                                                                                        audiences=audiences))
+        return auth.create_token_review(body).status
+
+    ok = review(token, ["vault"])
+    assert ok.authenticated is True and ok.user.username == "system:serviceaccount:%s:app" % namespace
+    assert review(token, ["someone-else"]).authenticated is not True
+    assert review("not-a-jwt").authenticated is not True
+    if kube.lab is not None:  # on a real cluster RBAC decides what the account may read
+        # The token itself authenticates API calls, as on a real cluster.
+        assert CoreV1Api(kube.api_client(token=token)).read_namespaced_service_account("app", namespace)
+    core.delete_namespaced_service_account("app", namespace)
+    assert review(token, ["vault"]).authenticated is not True
