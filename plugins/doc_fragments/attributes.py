@@ -17,14 +17,3 @@ attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
 """
-
-    # For modules in the vault action group.
-    VAULT_GROUP = r"""
-options: {}
-attributes:
-  action_group:
-    description: Use C(group/keyops.lifecycle.vault) in C(module_defaults) to set connection options once.
-    support: full
-    membership:
-      - keyops.lifecycle.vault
-"""

@@ -8,9 +8,21 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # Connection and authentication options shared by every vault_* module.
-    # Set them once for all of them with module_defaults and the group/keyops.lifecycle.vault action group.
+    # Connection and authentication options shared by every vault_* module, and what every one of them
+    # has in common: full check mode and membership of the keyops.lifecycle.vault action group (set the
+    # connection once with module_defaults). Modules state their diff_mode support themselves.
     DOCUMENTATION = r"""
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+  action_group:
+    description: Use C(group/keyops.lifecycle.vault) in C(module_defaults) to set connection options once.
+    support: full
+    membership:
+      - keyops.lifecycle.vault
 options:
   url:
     description:

@@ -54,8 +54,6 @@ def validate_init(params):
     if threshold is None or not 1 <= threshold <= shares:
         raise VaultModuleError("%s_threshold must be between 1 and %s_shares (%s); got %s"
                                % (label, label, shares, threshold))
-    if shares > 1 and threshold == 1:
-        pass  # allowed (every share alone unseals), merely weak
     if pgp and len(pgp) != shares:
         raise VaultModuleError("%s pgp keys: %d given for %d shares; give one per share" % (label, len(pgp), shares))
     if not params.get("keys_file") and not pgp:

@@ -17,11 +17,7 @@ description:
   - Disabling a secrets engine destroys everything in it, so it needs O(allow_data_loss=true).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
 options:

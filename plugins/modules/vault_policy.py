@@ -16,11 +16,7 @@ description:
   - The built-in C(root) and C(default) policies cannot be deleted.
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
 options:

@@ -19,11 +19,7 @@ description:
   - The token is never in the result unless O(return_token=true) (then mark the task C(no_log)).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: none
 options:

@@ -20,11 +20,7 @@ description:
     (configuration and version list before and after; never key material).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
 options:

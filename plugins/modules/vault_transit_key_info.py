@@ -15,11 +15,7 @@ description:
   - Reports configuration and version list of transit keys. Never returns key material.
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: none
 options:

@@ -21,11 +21,7 @@ description:
     needs C(in_use_min_version).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: full
 options:

@@ -25,11 +25,8 @@ description:
     lock file beside it.
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
   check_mode:
-    support: full
     details: Check mode reads the file and returns the census only.
   diff_mode:
     support: full

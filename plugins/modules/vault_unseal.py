@@ -19,11 +19,7 @@ description:
   - Run it once per node of a raft cluster (each node is unsealed separately).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
-  - keyops.lifecycle.attributes
-  - keyops.lifecycle.attributes.vault_group
 attributes:
-  check_mode:
-    support: full
   diff_mode:
     support: none
 options:
