@@ -35,11 +35,15 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from lab import _protobuf
+
 
 class Resource:
-    def __init__(self, group, version, plural, kind, namespaced, short_names=()):
+    def __init__(self, group, version, plural, kind, namespaced, short_names=(), status=False):
         self.group, self.version, self.plural, self.kind = group, version, plural, kind
         self.namespaced = namespaced
+        # With a status subresource, writes to the main resource never change status (and vice versa).
+        self.status = status
         self.short_names = list(short_names)
 
     @property
@@ -55,13 +59,13 @@ class Resource:
 TOKEN_REVIEWS = Resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False)
 
 RESOURCES = [
-    Resource("", "v1", "namespaces", "Namespace", False, ["ns"]),
+    Resource("", "v1", "namespaces", "Namespace", False, ["ns"], status=True),
     Resource("", "v1", "secrets", "Secret", True),
     Resource("", "v1", "configmaps", "ConfigMap", True, ["cm"]),
     Resource("", "v1", "serviceaccounts", "ServiceAccount", True, ["sa"]),
-    Resource("vault.kio.kasten.io", "v1alpha1", "passkeys", "Passkey", False),
-    Resource("config.kio.kasten.io", "v1alpha1", "policies", "Policy", True),
-    Resource("actions.kio.kasten.io", "v1alpha1", "runactions", "RunAction", True),
+    Resource("vault.kio.kasten.io", "v1alpha1", "passkeys", "Passkey", False, status=True),
+    Resource("config.kio.kasten.io", "v1alpha1", "policies", "Policy", True, status=True),
+    Resource("actions.kio.kasten.io", "v1alpha1", "runactions", "RunAction", True, status=True),
     TOKEN_REVIEWS,
 ]
 
@@ -148,6 +152,8 @@ class Store:
 
     @staticmethod
     def _normalize(resource, obj):
+        if resource.kind == "Secret":
+            obj.setdefault("type", "Opaque")
         if resource.kind == "Secret" and obj.get("stringData"):
             data = dict(obj.get("data") or {})
             for key, value in obj.pop("stringData").items():
@@ -197,6 +203,8 @@ class Store:
             if key in self.objects:
                 raise ApiError(409, "AlreadyExists", '%s "%s" already exists' % (resource.plural, name), name,
                                resource.plural)
+            if resource.status:
+                obj.pop("status", None)
             meta.update(uid=str(uuid.uuid4()), resourceVersion=self._next(), generation=1,
                         creationTimestamp=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
             if resource.kind == "Namespace":
@@ -226,7 +234,10 @@ class Store:
                 new["status"] = obj.get("status")
             else:
                 new = obj
-                new["status"] = obj.get("status", current.get("status"))
+                if resource.status:
+                    new.pop("status", None)
+                    if "status" in current:
+                        new["status"] = current["status"]
                 for field in ("uid", "creationTimestamp", "namespace"):
                     if field in current["metadata"]:
                         new["metadata"][field] = current["metadata"][field]
@@ -370,11 +381,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _body(self):
+    def _read_body(self):
+        # Read every body (DELETE carries DeleteOptions) so nothing is left on a kept-alive connection.
         length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        self.raw_body = self.rfile.read(length) if length else b""
+
+    def _body(self):
+        raw = self.raw_body
         if not raw:
             return None
+        content_type = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+        if content_type == "application/vnd.kubernetes.protobuf":
+            try:
+                return _protobuf.decode(raw)
+            except _protobuf.UnsupportedMessage as exc:
+                raise ApiError(415, "UnsupportedMediaType", "the lab reads protobuf only for the built-in types "
+                               "kubectl creates here (%s); send JSON" % exc)
+        if "protobuf" in content_type or "cbor" in content_type:
+            raise ApiError(415, "UnsupportedMediaType", "the body of the request was in an unknown format - "
+                           "accepted media types include: application/json, application/json-patch+json, "
+                           "application/merge-patch+json, application/strategic-merge-patch+json")
         try:
             return json.loads(raw)
         except ValueError:
@@ -386,6 +412,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self, method):
         try:
+            self._read_body()
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             if not self._authenticated():
@@ -482,8 +509,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     @staticmethod
     def _resource_list(group_version, resources):
+        entries = []
+        for resource in resources:
+            entries.append(resource.discovery())
+            subresources = (["status"] if resource.status else []) + (
+                ["token"] if resource.plural == "serviceaccounts" else [])
+            for sub in subresources:
+                entries.append({"name": "%s/%s" % (resource.plural, sub), "singularName": "",
+                                "namespaced": resource.namespaced,
+                                "kind": "TokenRequest" if sub == "token" else resource.kind,
+                                "verbs": ["create"] if sub == "token" else ["get", "patch", "update"]})
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-                "resources": [r.discovery() for r in resources]}
+                "resources": entries}
 
     def do_GET(self):  # noqa: N802 - http.server's naming
         self._handle("GET")
