@@ -138,6 +138,9 @@ class Store:
         self.objects = {}
         self.revision = 0
         self.hooks = []  # callables(event, resource, obj) run after every write (the K10 emulator listens)
+        # callables(verb, resource, namespace, name, new, current) run before a write; raise ApiError to refuse
+        # (what an admission webhook or an aggregated API server does).  Status writes are not admitted.
+        self.admission = []
 
     def _next(self):
         self.revision += 1
@@ -161,6 +164,10 @@ class Store:
             obj["data"] = data
         obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
         return obj
+
+    def _admit(self, verb, resource, namespace, name, new, current):
+        for check in list(self.admission):
+            check(verb, resource, namespace, name, copy.deepcopy(new), copy.deepcopy(current))
 
     def _notify(self, event, resource, obj):
         for hook in list(self.hooks):
@@ -200,6 +207,8 @@ class Store:
                 meta["namespace"] = namespace
                 self._check_namespace(resource, namespace)
             key = self._key(resource, namespace, name)
+            if key not in self.objects:
+                self._admit("create", resource, namespace, name, obj, None)
             if key in self.objects:
                 raise ApiError(409, "AlreadyExists", '%s "%s" already exists' % (resource.plural, name), name,
                                resource.plural)
@@ -245,6 +254,7 @@ class Store:
                 changed_spec = {k: v for k, v in current.items() if k not in ("metadata", "status")} != \
                     {k: v for k, v in new.items() if k not in ("metadata", "status")}
                 new["metadata"]["generation"] = current["metadata"].get("generation", 1) + (1 if changed_spec else 0)
+                self._admit("update", resource, namespace, name, new, current)
             new["metadata"]["resourceVersion"] = self._next()
             if new.get("metadata", {}).get("namespace") is None and resource.namespaced:
                 new["metadata"]["namespace"] = namespace
@@ -278,9 +288,10 @@ class Store:
     def delete(self, resource, namespace, name):
         with self.lock:
             key = self._key(resource, namespace, name)
-            obj = self.objects.pop(key, None)
-            if obj is None:
+            if key not in self.objects:
                 raise not_found(resource, name)
+            self._admit("delete", resource, namespace, name, None, self.objects[key])
+            obj = self.objects.pop(key)
             if resource.kind == "Namespace":
                 for other in [k for k in self.objects if k[1] == name]:
                     del self.objects[other]
@@ -300,6 +311,8 @@ class ClusterState:
         self.version = version
         self.issuer = issuer
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        # POST /lab/<name> (admin token) -> callable(body) -> dict: what `python -m lab k10 ...` drives.
+        self.lab_operations = {}
         for namespace in ("default", "kube-system"):
             self.store.create(self.resource("", "namespaces"), None, {"metadata": {"name": namespace}})
 
@@ -424,6 +437,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(500, ApiError(500, "InternalError", "lab server error: %s" % exc).status())
 
     def _route(self, method, path, query):
+        if path.startswith("/lab/"):
+            operation = self.state.lab_operations.get(path[len("/lab/"):])
+            if self.headers.get("Authorization", "")[7:].strip() not in self.state.tokens:
+                raise ApiError(403, "Forbidden", "lab operations need the lab's admin token")
+            if operation is None or method != "POST":
+                raise ApiError(404, "NotFound", "no lab operation %s" % path)
+            return 200, operation(self._body() or {})
         discovery = self._discovery(path)
         if discovery is not None:
             if method != "GET":
