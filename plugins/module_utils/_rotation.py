@@ -17,7 +17,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-CONSUMER_ARGS = {"file": ("path", "field")}
+# Consumer type -> the consumer fields passed on to its step-2 module (tasks/consumer_<type>.yml).
+CONSUMER_ARGS = {
+    "file": ("path", "field"),
+    "k10_passkey": ("passkey_prefix", "kubeconfig", "context"),
+    "k8s_secret": ("secret", "secret_namespace", "data_keys", "kubeconfig", "context"),
+}
+REQUIRED_CONSUMER_ARGS = {"file": ("path",), "k10_passkey": ("passkey_prefix",), "k8s_secret": ("secret",)}
 
 
 class RotationInputError(ValueError):
@@ -28,6 +34,11 @@ def consumer_id(consumer_type, host, consumer):
     if consumer_type == "file":
         field = consumer.get("field")
         return "file:%s:%s%s" % (host, consumer.get("path"), "[%s]" % field if field else "")
+    if consumer_type == "k10_passkey":
+        return "k10_passkey:%s:%s" % (consumer.get("context") or "default", consumer.get("passkey_prefix"))
+    if consumer_type == "k8s_secret":
+        return "k8s_secret:%s:%s/%s" % (consumer.get("context") or "default", consumer.get("secret_namespace")
+                                        or "default", consumer.get("secret"))
     return "%s:%s" % (consumer_type, consumer.get("name") or consumer.get("path"))
 
 
@@ -54,6 +65,10 @@ def plan(keys, default_mount="transit", default_host="localhost"):
             if consumer_type not in CONSUMER_ARGS:
                 raise RotationInputError("key %s consumer %d: unknown type %r (known: %s)"
                                          % (key["name"], position, consumer_type, ", ".join(sorted(CONSUMER_ARGS))))
+            missing = [arg for arg in REQUIRED_CONSUMER_ARGS[consumer_type] if not consumer.get(arg)]
+            if missing:
+                raise RotationInputError("key %s consumer %d (%s) needs %s"
+                                         % (key["name"], position, consumer_type, ", ".join(missing)))
             host = consumer.get("host") or default_host
             record = {"id": consumer_id(consumer_type, host, consumer), "type": consumer_type, "host": host,
                       "key": key["name"], "mount": mount,
@@ -92,6 +107,32 @@ def file_records(loop_results):
                     record[name] = outcome[name]
             records.append(record)
     return records
+
+
+def module_records(loop_results):
+    """Census records from a step-2 loop whose module returns census_before/after and min_version_in_use.
+
+    A failed item (module error, timeout, refused delete) blocks its key: its record is not ok.
+    """
+    records = []
+    for result in loop_results or []:
+        consumer = result.get("transit_rotation_consumer") or result["item"]
+        failed = bool(result.get("failed") or result.get("unreachable"))
+        record = _empty_record(consumer, result.get("msg") if failed else None)
+        record["ok"] = not failed
+        for name in ("census_before", "census_after", "rewrapped", "min_version_in_use"):
+            if not failed and result.get(name) is not None:
+                record[name] = result[name]
+        records.append(record)
+    return records
+
+
+def latest_version(step1_keys, mount, name):
+    """The key's latest version after step 1 (what step 2 rewraps to)."""
+    for entry in step1_keys or []:
+        if entry["mount"] == mount and entry["name"] == name:
+            return entry["key"]["latest_version"]
+    raise RotationInputError("key %s in mount %s is not in the step-1 results" % (name, mount))
 
 
 def _records_of(key, records):

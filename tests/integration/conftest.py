@@ -118,3 +118,82 @@ def namespace(kube):
         core.delete_namespace(name)
     except kubernetes.client.ApiException:
         pass
+
+
+# K10: two lab clusters (source, destination) running the K10 emulator, fresh for every test.
+@pytest.fixture(scope="session")
+def kms(tmp_path_factory):
+    """A moto KMS server on loopback."""
+    from lab.kms import MotoKMSServer
+
+    with MotoKMSServer(str(tmp_path_factory.mktemp("kms"))) as server:
+        yield server
+
+
+def kms_config(server):
+    from lab.kms import FAKE_CREDENTIALS
+
+    return {"endpoint": server.endpoint, "region": FAKE_CREDENTIALS["AWS_REGION"],
+            "access_key": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "secret_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+
+class K10Target:
+    """Where the K10 tests run: lab clusters (``lab`` set) or a real cluster with K10 (``lab`` None)."""
+
+    def __init__(self, kubeconfig_path, contexts, lab=None):
+        self.kubeconfig_path, self.contexts, self.lab = kubeconfig_path, contexts, lab
+
+    def cluster(self, which="source"):
+        return Cluster(self.kubeconfig_path, self.contexts[which], lab=self.lab)
+
+    def custom(self, which="source"):
+        return kubernetes.client.CustomObjectsApi(self.cluster(which).api_client())
+
+    def env(self, which="source"):
+        return {"K8S_AUTH_KUBECONFIG": self.kubeconfig_path, "K8S_AUTH_CONTEXT": self.contexts[which]}
+
+    def operation(self, which, name, body=None):
+        from lab.kube_lab import lab_operation
+
+        if self.lab is None:
+            pytest.skip("lab operations (upgrade/reinstall/export) exist only on the lab clusters")
+        return lab_operation(self.kubeconfig_path, self.contexts[which], "k10/" + name, body)
+
+    def passkeys(self, which="source"):
+        return {p["metadata"]["name"]: p for p in self.custom(which).list_cluster_custom_object(
+            "vault.kio.kasten.io", "v1alpha1", "passkeys")["items"]}
+
+
+def _k10_target(tmp_path, vault, kms, version):
+    if os.environ.get("KUBECONFIG"):
+        target = K10Target(os.environ["KUBECONFIG"], {
+            "source": os.environ.get("K10_SOURCE_CONTEXT"), "destination": os.environ.get("K10_DESTINATION_CONTEXT")})
+        if not target.cluster().has_group("vault.kio.kasten.io"):
+            pytest.skip("K10 is not installed in the cluster KUBECONFIG names")
+        return None, target
+    from lab.kube_lab import KubeLab
+
+    lab = KubeLab(str(tmp_path / "k10-lab"), k10_version=version, vault_address=vault.address,
+                  vault_token=vault.token, kms=kms_config(kms), refresh_seconds=0.3).start()
+    return lab, K10Target(lab.kubeconfig_path, {"source": "lab-source", "destination": "lab-destination"}, lab)
+
+
+@pytest.fixture(params=[7, 8], ids=["k10v7", "k10v8"])
+def k10_any(request, tmp_path, vault, kms):
+    """The K10 pair, once with each passkey status shape."""
+    lab, target = _k10_target(tmp_path, vault, kms, request.param)
+    target.version = request.param
+    yield target
+    if lab:
+        lab.stop()
+
+
+@pytest.fixture()
+def k10(tmp_path, vault, kms):
+    """The K10 pair with the 7.x status shape (the default of ``python -m lab up k10``)."""
+    lab, target = _k10_target(tmp_path, vault, kms, 7)
+    target.version = 7
+    yield target
+    if lab:
+        lab.stop()

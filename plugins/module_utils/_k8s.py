@@ -1,0 +1,239 @@
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One Kubernetes connection layer for the collection's modules (private).
+
+Connection options and their environment fallbacks are kubernetes.core's (``K8S_AUTH_*``), so a
+``module_defaults`` block or an AWX credential written for kubernetes.core works here too.  Requests go
+through the official ``kubernetes`` client's ApiClient (auth, TLS, exec plugins, token refresh); this layer
+adds retries on 429/5xx, explained errors for 401/403/404/409/422, and a poll-until helper.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import time
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+try:
+    import kubernetes
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
+    HAS_KUBERNETES = True
+    KUBERNETES_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - reported by the module
+    HAS_KUBERNETES = False
+    KUBERNETES_IMPORT_ERROR = exc
+    ApiException = Urllib3Error = Exception
+
+K8S_CONNECTION_ARGSPEC = dict(
+    kubeconfig=dict(type="raw", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),
+    context=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_CONTEXT"])),
+    host=dict(type="str", fallback=(env_fallback, ["K8S_AUTH_HOST"])),
+    api_key=dict(type="str", no_log=True, fallback=(env_fallback, ["K8S_AUTH_API_KEY"])),
+    ca_cert=dict(type="path", aliases=["ssl_ca_cert"], fallback=(env_fallback, ["K8S_AUTH_SSL_CA_CERT"])),
+    validate_certs=dict(type="bool", aliases=["verify_ssl"], fallback=(env_fallback, ["K8S_AUTH_VERIFY_SSL"])),
+    request_timeout=dict(type="int", default=30),
+    retries=dict(type="int", default=3),
+)
+
+IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class K8sModuleError(Exception):
+    """A failure explained for the operator; modules turn it into ``fail_json(msg=...)``."""
+
+    def __init__(self, msg, status=None, reason=None, **details):
+        super(K8sModuleError, self).__init__(msg)
+        self.msg, self.status, self.reason, self.details = msg, status, reason, details
+
+
+def connection_mode(params, environ=None, exists=os.path.exists):
+    """Which way to connect: ``("host", None)``, ``("kubeconfig", path-or-dict)`` or ``("incluster", None)``.
+
+    The order is kubernetes.core's: an explicit host wins, then a kubeconfig (option, ``$KUBECONFIG``,
+    ``~/.kube/config``), then the pod's service account.
+    """
+    environ = os.environ if environ is None else environ
+    if params.get("host"):
+        return "host", None
+    kubeconfig = params.get("kubeconfig")
+    if isinstance(kubeconfig, dict):
+        return "kubeconfig", kubeconfig
+    if kubeconfig:
+        path = os.path.expanduser(str(kubeconfig))
+        if not exists(path):
+            raise K8sModuleError("kubeconfig %s does not exist: give the path of a readable kubeconfig file "
+                                 "(option kubeconfig or K8S_AUTH_KUBECONFIG)" % path)
+        return "kubeconfig", path
+    for candidate in [p for p in environ.get("KUBECONFIG", "").split(os.pathsep) if p] + ["~/.kube/config"]:
+        path = os.path.expanduser(candidate)
+        if exists(path):
+            return "kubeconfig", path
+    if environ.get("KUBERNETES_SERVICE_HOST") and exists(IN_CLUSTER_TOKEN):
+        return "incluster", None
+    raise K8sModuleError("no Kubernetes connection: set kubeconfig (and context), or host and api_key, or run "
+                         "inside a pod with a service account (options or K8S_AUTH_* environment variables)")
+
+
+def should_retry(method, status, attempt, retries):
+    """429 always (nothing was done); 5xx only for requests that are safe to repeat or were refused unprocessed."""
+    if attempt >= retries or status not in RETRY_STATUSES:
+        return False
+    return status in (429, 503) or method in ("GET", "PUT", "DELETE", "PATCH")
+
+
+def status_body(body):
+    try:
+        parsed = json.loads(body) if isinstance(body, (str, bytes)) else (body or {})
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def explain(status, body, verb, what, host):
+    """An operator-facing message for a failed API call."""
+    payload = status_body(body)
+    message = payload.get("message") or (body.decode() if isinstance(body, bytes) else str(body or "")).strip()
+    reason = payload.get("reason") or ""
+    if status == 401:
+        return ("the Kubernetes API at %s rejected the credentials (401 Unauthorized): the token is missing, "
+                "invalid or expired; renew it or choose another context/kubeconfig" % host)
+    if status == 403:
+        return ("not allowed to %s %s (403 Forbidden): %s; grant the account RBAC permission or use one that has it"
+                % (verb, what, message))
+    if status == 404:
+        return "%s not found (404): %s" % (what, message)
+    if status == 409 and reason == "AlreadyExists":
+        return "%s already exists (409 AlreadyExists): %s" % (what, message)
+    if status == 409:
+        return ("%s was changed by someone else while this ran (409 Conflict): %s; run the task again"
+                % (what, message))
+    if status == 422:
+        return "the API refused %s as invalid (422): %s" % (what, message)
+    if status == 0:
+        return "cannot reach the Kubernetes API at %s: %s" % (host, message)
+    return "could not %s %s (HTTP %s %s): %s" % (verb, what, status, reason, message)
+
+
+class K8sClient:
+    """A connected client; ``request`` is the only place I/O happens."""
+
+    def __init__(self, api_client, retries=3, timeout=30, sleep=time.sleep):
+        self.api_client = api_client
+        self.retries = retries
+        self.timeout = timeout
+        self.sleep = sleep
+
+    @property
+    def host(self):
+        return self.api_client.configuration.host
+
+    @classmethod
+    def from_params(cls, params):
+        if not HAS_KUBERNETES:
+            raise K8sModuleError(missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
+        mode, source = connection_mode(params)
+        configuration = kubernetes.client.Configuration()
+        try:
+            if mode == "host":
+                configuration.host = params["host"]
+                if params.get("api_key"):
+                    configuration.api_key = {"BearerToken": "Bearer " + params["api_key"]}
+            elif mode == "kubeconfig" and isinstance(source, dict):
+                kubernetes.config.load_kube_config_from_dict(source, context=params.get("context"),
+                                                             client_configuration=configuration,
+                                                             persist_config=False)
+            elif mode == "kubeconfig":
+                kubernetes.config.load_kube_config(config_file=source, context=params.get("context"),
+                                                   client_configuration=configuration, persist_config=False)
+            else:
+                kubernetes.config.load_incluster_config(client_configuration=configuration)
+        except (kubernetes.config.ConfigException, ValueError, KeyError, TypeError) as exc:
+            raise K8sModuleError("cannot use the Kubernetes connection settings (%s): %s" % (mode, exc))
+        if mode != "host" and params.get("host"):
+            configuration.host = params["host"]
+        if params.get("api_key") and mode != "host":
+            configuration.refresh_api_key_hook = None  # an explicit key beats the kubeconfig's
+            configuration.api_key = {"BearerToken": "Bearer " + params["api_key"]}
+        if params.get("ca_cert"):
+            configuration.ssl_ca_cert = params["ca_cert"]
+        if params.get("validate_certs") is not None:
+            configuration.verify_ssl = params["validate_certs"]
+        return cls(kubernetes.client.ApiClient(configuration), retries=params.get("retries", 3),
+                   timeout=params.get("request_timeout", 30))
+
+    def request(self, method, path, body=None, query=None, content_type="application/json", what=None,
+                missing_ok=False):
+        """JSON in, JSON out.  Returns None for a 404 when ``missing_ok``; raises K8sModuleError otherwise."""
+        what = what or path
+        attempt = 0
+        verb = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
+        while True:
+            try:
+                response = self.api_client.call_api(
+                    path, method, query_params=list((query or {}).items()),
+                    header_params={"Accept": "application/json", "Content-Type": content_type},
+                    body=body, auth_settings=["BearerToken"], _return_http_data_only=True,
+                    _preload_content=False, _request_timeout=self.timeout)
+                data = response.data
+                return json.loads(data) if data else {}
+            except ApiException as exc:
+                if exc.status == 404 and missing_ok:
+                    return None
+                if should_retry(method, exc.status, attempt, self.retries):
+                    attempt += 1
+                    self.sleep(min(2 ** attempt * 0.25, 5))
+                    continue
+                payload = status_body(exc.body)
+                raise K8sModuleError(explain(exc.status, exc.body, verb, what, self.host), status=exc.status,
+                                     reason=payload.get("reason"))
+            except (Urllib3Error, OSError) as exc:
+                if method == "GET" and attempt < self.retries:
+                    attempt += 1
+                    self.sleep(min(2 ** attempt * 0.25, 5))
+                    continue
+                raise K8sModuleError(explain(0, str(exc), verb, what, self.host), status=0)
+
+
+def resource_path(group, version, plural, namespace=None, name=None, subresource=None):
+    """The URL path of a collection or an object (``group`` "" for the core API)."""
+    parts = ["/api/v1"] if not group else ["/apis", group, version]
+    if namespace:
+        parts += ["namespaces", namespace]
+    parts.append(plural)
+    if name:
+        parts.append(name)
+    if subresource:
+        parts.append(subresource)
+    return "/".join(parts)
+
+
+def wait_for(fetch, done, timeout, interval=0.5, clock=time.monotonic, sleep=time.sleep):
+    """Poll ``fetch()`` until ``done(value)`` is truthy or ``timeout`` seconds pass; returns (ok, last value).
+
+    Polling rather than watching: it survives API server restarts and proxies that cut long requests.
+    """
+    deadline = clock() + timeout
+    while True:
+        value = fetch()
+        if done(value):
+            return True, value
+        if clock() >= deadline:
+            return False, value
+        sleep(interval)
+
+
+def run_k8s_module(module, work):
+    """Run ``work(client)``; every expected failure becomes ``fail_json`` with details."""
+    try:
+        client = K8sClient.from_params(module.params)
+        result = work(client)
+    except K8sModuleError as exc:
+        module.fail_json(msg=exc.msg, **exc.details)
+    module.exit_json(**result)

@@ -1,0 +1,129 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: k8s_secret_rewrap
+short_description: Rewrap Vault transit ciphertexts stored in a Kubernetes Secret
+version_added: 0.2.0
+description:
+  - Step 2 of the three-step rotation for ciphertexts kept in Secret data keys (the C(k8s_secret) consumer type
+    of the transit_rotation role) - every ciphertext below the key's latest version is rewrapped through Vault
+    (the plaintext never leaves Vault) and the Secret is written back with its C(resourceVersion), so a
+    concurrent change fails with a clear error instead of being overwritten.
+  - Returns the census of key versions before and after, for the decision on C(min_decryption_version).
+extends_documentation_fragment:
+  - keyops.lifecycle.vault_connection
+attributes:
+  diff_mode:
+    support: none
+options:
+  name:
+    description: Transit key name.
+    type: str
+    required: true
+  mount:
+    description: Transit mount.
+    type: str
+    default: transit
+  secret:
+    description: Name of the Secret.
+    type: str
+    required: true
+  secret_namespace:
+    description: Namespace of the Secret.
+    type: str
+    default: default
+  data_keys:
+    description: Data keys holding ciphertexts; by default every data key whose value is a transit ciphertext.
+    type: list
+    elements: str
+  kubeconfig:
+    description: Kubeconfig path or dictionary. Defaults to E(K8S_AUTH_KUBECONFIG), E(KUBECONFIG), C(~/.kube/config).
+    type: raw
+  context:
+    description: Kubeconfig context. Defaults to E(K8S_AUTH_CONTEXT).
+    type: str
+  host:
+    description: API server URL (with O(api_key)). Defaults to E(K8S_AUTH_HOST).
+    type: str
+  api_key:
+    description: Bearer token for the API server. Defaults to E(K8S_AUTH_API_KEY). Never logged.
+    type: str
+  kube_ca_cert:
+    description: CA bundle for the API server. Defaults to E(K8S_AUTH_SSL_CA_CERT).
+    type: path
+  kube_validate_certs:
+    description: Verify the API server's certificate. Defaults to E(K8S_AUTH_VERIFY_SSL).
+    type: bool
+author:
+  - keyops developers (@keyops)
+"""
+
+EXAMPLES = r"""
+- name: Rewrap the app's wrapped data keys
+  keyops.lifecycle.k8s_secret_rewrap:
+    name: app
+    secret: app-wrapped-keys
+    secret_namespace: payments
+"""
+
+RETURN = r"""
+rewrapped:
+  description: Number of data keys rewrapped (or that would be, in check mode).
+  returned: always
+  type: int
+census_before:
+  description: Number of ciphertexts per key version before.
+  returned: always
+  type: dict
+census_after:
+  description: The same after.
+  returned: always
+  type: dict
+min_version_in_use:
+  description: Oldest key version still held by the Secret (null when it holds none).
+  returned: always
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.keyops.lifecycle.plugins.module_utils._k8s import (
+    K8S_CONNECTION_ARGSPEC, K8sClient, K8sModuleError)
+from ansible_collections.keyops.lifecycle.plugins.module_utils._secret_rewrap import rewrap_secret
+from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import run_vault_module, vault_argument_spec
+
+KUBE_OPTIONS = dict((name, K8S_CONNECTION_ARGSPEC[name]) for name in ("kubeconfig", "context", "host", "api_key"))
+
+
+def main():
+    module = AnsibleModule(argument_spec=vault_argument_spec(
+        name=dict(type="str", required=True),
+        mount=dict(type="str", default="transit"),
+        secret=dict(type="str", required=True, no_log=False),
+        secret_namespace=dict(type="str", default="default"),
+        data_keys=dict(type="list", elements="str", no_log=False),
+        kube_ca_cert=dict(type="path", fallback=K8S_CONNECTION_ARGSPEC["ca_cert"]["fallback"]),
+        kube_validate_certs=dict(type="bool", fallback=K8S_CONNECTION_ARGSPEC["validate_certs"]["fallback"]),
+        **KUBE_OPTIONS), supports_check_mode=True)
+
+    def work(vault):
+        params = module.params
+        kube_params = dict((name, params[name]) for name in KUBE_OPTIONS)
+        kube_params.update(ca_cert=params["kube_ca_cert"], validate_certs=params["kube_validate_certs"])
+        try:
+            return rewrap_secret(vault, K8sClient.from_params(kube_params), params, module.check_mode)
+        except K8sModuleError as exc:
+            module.fail_json(msg=exc.msg, **exc.details)
+
+    run_vault_module(module, work)
+
+
+if __name__ == "__main__":
+    main()
