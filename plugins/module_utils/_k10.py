@@ -502,3 +502,16 @@ def rotate_passkeys(k10, params, check_mode, wait_for):
     return {"changed": bool(runner.actions), "actions": runner.actions, "passkey": new_name,
             "census_before": before, "census_after": census, "min_version_in_use": min_version,
             "rewrapped": 1 if runner.actions else 0}
+
+
+def migration_results(loop_results):
+    """One entry per pair of the k10_migration role's loop (``register`` of the k10_import_policy loop)."""
+    entries = []
+    for run in loop_results or []:
+        pair = run.get("k10_migration_pair") or run.get("item") or {}
+        failed = bool(run.get("failed"))
+        entries.append({"name": pair.get("name") or (pair.get("destination") or {}).get("policy"),
+                        "ok": not failed, "receive_string_changed": bool(run.get("receive_string_changed")),
+                        "action": run.get("action"), "case": run.get("case"),
+                        "msg": run.get("msg", "") if failed else run.get("diagnosis", "")})
+    return entries
