@@ -1,7 +1,11 @@
-"""``python -m lab up vault | status | down``: the lab as a command for people and ``make demo``.
+"""``python -m lab up [vault] [kms] [k8s] [k10] | status | down | k10 ...``: the lab as a command.
 
 ``up`` starts the named components in the background and prints ``export VAR=...``
 lines to ``eval``; ``status`` reports what runs; ``down`` stops everything ``up`` started.
+``k8s`` is two Kubernetes API test servers, clusters ``source`` and ``destination`` (one KUBECONFIG,
+contexts ``lab-source`` and ``lab-destination``); ``k10`` runs the K10 emulator on both
+(``--k10-version 8`` for the newer status shape), with ``vault-creds``, an export policy on the source and
+its import policy on the destination.  ``k10 upgrade|reinstall --no-dr|export`` act on one cluster.
 State (pids, addresses, the lab's own dev tokens) lives in ``$LAB_DIR`` (default ``.lab/``),
 mode 0700/0600.
 """
@@ -12,12 +16,13 @@ import os
 import shlex
 import sys
 
-from lab import _process
+from lab import _process, kube_lab
+from lab.kms import FAKE_CREDENTIALS, MotoKMSServer
 from lab.openbao import LabError, OpenBaoDevServer, health
 from lab.install import stop_server, write_install_vars
 from lab.seed import DEMO_ROTATE_OLDER_THAN, seed_transit
 
-COMPONENTS = ("vault",)
+COMPONENTS = ("vault", "kms", "k8s", "k10")
 
 
 def lab_dir():
@@ -47,6 +52,11 @@ def exports(state):
     if "vault" in state:
         env["VAULT_ADDR"] = state["vault"]["address"]
         env["VAULT_TOKEN"] = state["vault"]["token"]
+    if "kms" in state:
+        env["AWS_ENDPOINT_URL_KMS"] = state["kms"]["address"]
+        env.update(FAKE_CREDENTIALS)
+    if "k8s" in state:
+        env["KUBECONFIG"] = state["k8s"]["kubeconfig"]
     return env
 
 
@@ -61,10 +71,56 @@ def up_vault(state):
     return entry
 
 
+def up_kms(state):
+    current = state.get("kms")
+    if current and _process.pid_alive(current["pid"]):
+        return current
+    server = MotoKMSServer(os.path.join(lab_dir(), "kms")).start()
+    entry = {"pid": server.pid, "address": server.endpoint, "log": server.log_path}
+    server.proc = None
+    return entry
+
+
+def up_kube(state, k10, k10_version):
+    current = state.get("k8s")
+    if current and _process.pid_alive(current["pid"]) and current.get("k10") == k10:
+        return current
+    if current:
+        _process.stop_pid(current["pid"])
+    workdir = _process.private_dir(os.path.join(lab_dir(), "kube"))
+    described = os.path.join(workdir, "kube.json")
+    if os.path.exists(described):
+        os.unlink(described)
+    kms = None
+    if "kms" in state:
+        kms = {"endpoint": state["kms"]["address"], "region": FAKE_CREDENTIALS["AWS_REGION"],
+               "access_key": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+               "secret_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+    # K10's Vault: the lab's, else the one VAULT_ADDR/VAULT_TOKEN name (e.g. the server make demo installs).
+    vault = state.get("vault") or {"address": os.environ.get("VAULT_ADDR"), "token": os.environ.get("VAULT_TOKEN")}
+    env = dict(os.environ, LAB_VAULT_TOKEN=vault.get("token") or "")
+    log_path = os.path.join(workdir, "kube.log")
+    proc = _process.spawn(kube_lab.spawn_args(workdir, k10, k10_version, vault.get("address"), kms), log_path,
+                          env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        info = kube_lab.wait_described(workdir, proc)
+    except RuntimeError as exc:
+        _process.stop_pid(proc.pid, proc=proc)
+        raise LabError("%s:\n%s" % (exc, _process.tail(log_path)))
+    return {"pid": proc.pid, "address": info["clusters"]["source"]["address"], "kubeconfig": info["kubeconfig"],
+            "clusters": info["clusters"], "k10": k10, "k10_version": k10_version if k10 else None,
+            "log": log_path}
+
+
 def cmd_up(args):
     state = load_state()
-    for name in args.components:
-        state[name] = {"vault": up_vault}[name](state)
+    wanted = list(args.components)
+    for name in ("vault", "kms"):
+        if name in wanted:
+            state[name] = {"vault": up_vault, "kms": up_kms}[name](state)
+            save_state(state)
+    if "k8s" in wanted or "k10" in wanted:
+        state["k8s"] = up_kube(state, "k10" in wanted, args.k10_version)
         save_state(state)
     for key, value in exports(state).items():
         print("export %s=%s" % (key, shlex.quote(value)))
@@ -79,7 +135,11 @@ def cmd_status(_args):
     code = 0
     for name, entry in sorted(state.items()):
         alive = _process.pid_alive(entry["pid"])
-        status, body = health(entry["address"]) if alive else (None, "not running")
+        if name != "vault":
+            status, body = (200, "clusters=%s k10=%s" % (",".join(entry.get("clusters", {})), entry.get(
+                "k10_version")) if name == "k8s" else "moto") if alive else (None, "not running")
+        else:
+            status, body = health(entry["address"]) if alive else (None, "not running")
         ok = alive and status == 200
         code = code if ok else 1
         detail = "sealed=%s version=%s" % (body.get("sealed"), body.get("version")) if isinstance(body, dict) else body
@@ -104,7 +164,9 @@ def cmd_seed_transit(args):
         if "vault" not in state:
             raise LabError("no server: set VAULT_ADDR/VAULT_TOKEN or run 'python -m lab up vault' first")
         address, token = state["vault"]["address"], state["vault"]["token"]
-    path = seed_transit(args.directory, address, token, mount=args.mount, rotate_older_than=args.rotate_older_than)
+    k10 = {"kubeconfig": args.k10_kubeconfig, "context": args.k10_context} if args.k10_context else None
+    path = seed_transit(args.directory, address, token, mount=args.mount, rotate_older_than=args.rotate_older_than,
+                        k10_consumer=k10)
     print(path)
     return 0
 
@@ -120,11 +182,29 @@ def cmd_install_stop(args):
     return 0
 
 
+def cmd_k10(args):
+    state = load_state()
+    if not (state.get("k8s") or {}).get("k10"):
+        raise LabError("the K10 emulator is not running: 'python -m lab up vault kms k10' first")
+    body = {}
+    if args.operation == "reinstall":
+        body["no_dr"] = args.no_dr
+    if args.operation == "export":
+        body = {"policy": args.policy, "namespace": args.namespace}
+    try:
+        print(json.dumps(kube_lab.lab_operation(state["k8s"]["kubeconfig"], args.context, "k10/" + args.operation,
+                                                body)))
+    except (RuntimeError, KeyError) as exc:
+        raise LabError(str(exc))
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start components in the background and print export lines")
-    up.add_argument("components", nargs="*", choices=COMPONENTS, default=list(COMPONENTS))
+    up.add_argument("components", nargs="*", choices=COMPONENTS, default=["vault"])
+    up.add_argument("--k10-version", type=int, choices=(7, 8), default=7, help="K10 passkey status shape")
     sub.add_parser("status", help="show what runs")
     sub.add_parser("down", help="stop everything 'up' started")
     seed = sub.add_parser("seed-transit", help="create demo transit keys and consumer files; print the vars file")
@@ -132,14 +212,29 @@ def main(argv=None):
     seed.add_argument("--mount", default="transit")
     seed.add_argument("--rotate-older-than", default=DEMO_ROTATE_OLDER_THAN,
                       help="rotate_older_than written for every key (default: a template the demo overrides)")
+    seed.add_argument("--k10-context", help="add a k10_passkey consumer (K10 in this context) to the key kasten")
+    seed.add_argument("--k10-kubeconfig", default=os.environ.get("KUBECONFIG"))
     install = sub.add_parser("install-vars", help="write vault_install.yml variables for a server under DIR")
     install.add_argument("directory")
     install_stop = sub.add_parser("install-stop", help="stop the server an install-vars file describes")
     install_stop.add_argument("vars_file")
+    k10 = sub.add_parser("k10", help="act on one lab cluster's K10 emulator")
+    k10.add_argument("operation", choices=("upgrade", "reinstall", "export", "check"))
+    k10.add_argument("--context", default="lab-source")
+    k10.add_argument("--no-dr", action="store_true", help="reinstall without K10 DR: a new primary key")
+    k10.add_argument("--policy", default=kube_lab.EXPORT_POLICY)
+    k10.add_argument("--namespace", default="kasten-io")
+    serve = sub.add_parser("serve-kube", help=argparse.SUPPRESS)
+    serve.add_argument("--workdir", required=True)
+    serve.add_argument("--k10", action="store_true")
+    serve.add_argument("--k10-version", type=int, default=7)
+    serve.add_argument("--vault-address")
+    serve.add_argument("--kms")
     args = parser.parse_args(argv)
     try:
         return {"up": cmd_up, "status": cmd_status, "down": cmd_down, "seed-transit": cmd_seed_transit,
-                "install-vars": cmd_install_vars, "install-stop": cmd_install_stop}[args.command](args)
+                "install-vars": cmd_install_vars, "install-stop": cmd_install_stop, "k10": cmd_k10,
+                "serve-kube": kube_lab.serve}[args.command](args)
     except LabError as exc:
         print("lab: %s" % exc, file=sys.stderr)
         return 1

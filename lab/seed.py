@@ -31,7 +31,7 @@ def expected_plaintexts(name, per_version):
 
 
 def seed_transit(directory, address, token, mount="transit", keys=None, rotate_older_than=DEMO_ROTATE_OLDER_THAN,
-                 trim=("backups",)):
+                 trim=("backups",), k10_consumer=None):
     """Create the keys, their consumer files and a vars file; ``rotate_older_than=None`` = always rotate."""
     keys = keys or DEMO_KEYS
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -56,6 +56,9 @@ def seed_transit(directory, address, token, mount="transit", keys=None, rotate_o
         if field:
             consumer["field"] = field
         entry = {"name": name, "mount": mount, "consumers": [consumer], "trim": name in trim}
+        if k10_consumer and name == "kasten":
+            # K10's primary key, encrypted by a Vault passkey of this key (k10_vault_setup made it).
+            entry["consumers"].append(dict(k10_consumer, type="k10_passkey", passkey_prefix="vault-kasten"))
         if rotate_older_than is not None:
             entry["rotate_older_than"] = rotate_older_than
         rotation_keys.append(entry)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: install a real OpenBao (raft storage, real init and unseal) with playbooks/vault_install.yml,
-# seed keys and consumer files, run rotate_keys.yml twice (the second run must change nothing), stop the server.
+# start the lab Kubernetes clusters with the K10 emulator and protect K10's primary key with a Vault passkey
+# (playbooks/k10_vault_setup.yml), seed keys and consumer files, run rotate_keys.yml twice (K10 is one of the
+# consumers; the second run must change nothing), check K10 still decrypts its primary key, then the seed-000
+# migration (K10 upgraded on the source -> playbooks/k10_migrate.yml), and stop everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 demo_dir="$PWD/build/demo"
@@ -12,7 +15,8 @@ export ANSIBLE_NOCOLOR=1 ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_
 printf 'localhost ansible_connection=local\n' > "$demo_dir/hosts.ini"
 
 install_vars=$(python -m lab install-vars "$demo_dir/server")
-trap 'python -m lab install-stop "$install_vars"' EXIT
+export LAB_DIR="$demo_dir/lab"
+trap 'python -m lab down >/dev/null; python -m lab install-stop "$install_vars"' EXIT
 echo "== installing OpenBao with playbooks/vault_install.yml (raft storage, init, unseal, transit)"
 ansible-playbook -i "$demo_dir/hosts.ini" playbooks/vault_install.yml -e "@$install_vars" > "$demo_dir/install.log" 2>&1 \
   || { cat "$demo_dir/install.log"; exit 1; }
@@ -23,8 +27,20 @@ VAULT_TOKEN=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["ro
 export VAULT_TOKEN
 echo "== OpenBao at $VAULT_ADDR is initialised (keys in $keys_file, mode 0600) and unsealed"
 
-vars_file=$(python -m lab seed-transit "$demo_dir/consumers")
+vars_file=$(python -m lab seed-transit "$demo_dir/consumers" --k10-context lab-source --k10-kubeconfig "$LAB_DIR/kube/kubeconfig")
 echo "== seeded keys kasten, payroll, backups and their consumer files (thousands of ciphertexts, some at old versions)"
+
+echo "== starting two lab Kubernetes clusters (source, destination) running the K10 emulator"
+eval "$(python -m lab up k8s k10)"
+kubectl() { "$(dirname "$(command -v python)")/kubectl" "$@"; }
+echo "== K10 on the source: Vault transit key 'kasten' protects its primary key (playbooks/k10_vault_setup.yml)"
+ansible-playbook -i "$demo_dir/hosts.ini" playbooks/k10_vault_setup.yml -e k10_vault_setup_key=kasten \
+  -e k10_vault_setup_context=lab-source -e "k10_vault_setup_token_file=$demo_dir/secrets/k10-vault-token" \
+  -e "k10_vault_setup_helm_values_file=$demo_dir/secrets/k10-values.yaml" \
+  -e '{"k10_vault_setup_delete_passkeys": ["k10-default-passphrase"]}' > "$demo_dir/k10-setup.log" 2>&1 \
+  || { cat "$demo_dir/k10-setup.log"; exit 1; }
+grep -A2 "PLAY RECAP" "$demo_dir/k10-setup.log"
+kubectl --context lab-source get passkeys.vault.kio.kasten.io -o 'custom-columns=NAME:.metadata.name,INUSE:.status.inuse,VERSION:.metadata.annotations.keyops\.io/transit-key-version'
 run() {
   ansible-playbook -i "$demo_dir/hosts.ini" playbooks/rotate_keys.yml -e "@$vars_file" \
     -e "rotation_report_dir=$demo_dir/reports" "$@" > "$demo_dir/run.log" 2>&1 || { cat "$demo_dir/run.log"; exit 1; }
@@ -36,4 +52,21 @@ run -e demo_rotate_older_than=0s
 echo "== run 2: the same scheduled job again: nothing is due, nothing changes"
 run
 grep -q "changed=0" "$demo_dir/run.log" || { echo "demo: the second run changed something" >&2; exit 1; }
-echo "== demo finished: the second run reported changed=0"
+echo "== K10 after the rotation: a passkey of the new key version is in use, and the primary key still decrypts"
+kubectl --context lab-source get passkeys.vault.kio.kasten.io -o 'custom-columns=NAME:.metadata.name,INUSE:.status.inuse,VERSION:.metadata.annotations.keyops\.io/transit-key-version'
+python -m lab k10 check --context lab-source | tee "$demo_dir/k10-check.json"
+grep -q '"unlocked"' "$demo_dir/k10-check.json" || { echo "demo: K10 cannot decrypt its primary key" >&2; exit 1; }
+
+echo "== seed 000: K10 upgraded on the source changes its migration string; the destination's import policy is stale"
+python -m lab k10 upgrade --context lab-source >/dev/null
+python -m lab k10 export --context lab-source >/dev/null
+cat > "$demo_dir/pairs.yml" <<'PAIRS'
+k10_migration_pairs:
+  - name: source-to-destination
+    source: {context: lab-source, policy: lab-export}
+    destination: {context: lab-destination, policy: lab-import}
+PAIRS
+ansible-playbook -i "$demo_dir/hosts.ini" playbooks/k10_migrate.yml -e "@$demo_dir/pairs.yml" \
+  > "$demo_dir/migrate.log" 2>&1 || { cat "$demo_dir/migrate.log"; exit 1; }
+grep -A2 "PLAY RECAP" "$demo_dir/migrate.log"
+echo "== demo finished: the second rotation run reported changed=0, K10 decrypts its primary key, the import completed"

@@ -44,3 +44,44 @@ def test_up_status_down(tmp_path):
     except Exception:  # pylint: disable=broad-except
         reachable = False
     assert not reachable
+
+
+def test_up_k10_two_clusters_and_k10_operations(tmp_path):
+    import json
+
+    import kubernetes
+
+    lab_dir = tmp_path / "lab"
+    up = lab("up", "vault", "kms", "k8s", "k10", "--k10-version", "8", lab_dir=lab_dir)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        exports = dict(re.findall(r"^export (\w+)=(\S+)$", up.stdout, re.M))
+        assert {"VAULT_ADDR", "VAULT_TOKEN", "KUBECONFIG", "AWS_ENDPOINT_URL_KMS"} <= set(exports)
+        kubeconfig = exports["KUBECONFIG"].strip("'")
+        assert stat.S_IMODE(os.stat(kubeconfig).st_mode) == 0o600
+
+        def custom(context):
+            return kubernetes.client.CustomObjectsApi(kubernetes.config.new_client_from_config(
+                config_file=kubeconfig, context=context))
+
+        source, destination = custom("lab-source"), custom("lab-destination")
+        passkeys = source.list_cluster_custom_object("vault.kio.kasten.io", "v1alpha1", "passkeys")["items"]
+        assert [p["status"]["valid"] for p in passkeys] == [True]  # the 8.x shape
+        export = source.get_namespaced_custom_object("config.kio.kasten.io", "v1alpha1", "kasten-io", "policies",
+                                                     "lab-export")
+        before = export["spec"]["actions"][1]["exportParameters"]["receiveString"]
+        imported = destination.get_namespaced_custom_object("config.kio.kasten.io", "v1alpha1", "kasten-io",
+                                                            "policies", "lab-import")
+        assert imported["spec"]["actions"][0]["importParameters"]["receiveString"] == before
+
+        upgraded = lab("k10", "upgrade", "--context", "lab-source", lab_dir=lab_dir)
+        assert upgraded.returncode == 0 and json.loads(upgraded.stdout) == {"epoch": 2}
+        exported = lab("k10", "export", "--context", "lab-source", "--policy", "lab-export", lab_dir=lab_dir)
+        assert json.loads(exported.stdout)["epoch"] == 2
+        reinstalled = lab("k10", "reinstall", "--context", "lab-source", "--no-dr", lab_dir=lab_dir)
+        assert json.loads(reinstalled.stdout) == {"reinstalled": True}
+        bad = lab("k10", "upgrade", "--context", "no-such-context", lab_dir=lab_dir)
+        assert bad.returncode == 1 and "no-such-context" in bad.stderr
+    finally:
+        down = lab("down", lab_dir=lab_dir)
+    assert down.returncode == 0 and "stopped k8s" in down.stdout
