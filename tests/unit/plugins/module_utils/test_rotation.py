@@ -114,3 +114,30 @@ def test_report_uses_latest_step_and_declared_order():
     assert (entry["min_decryption_version_before"], entry["min_decryption_version_after"]) == (1, 3)
     assert [c["id"] for c in entry["consumers"]] == ["file:ctl:/a1", "file:h2:/a2[ct]"]
     assert entry["note"] == "ok" and entry["rotated"] is True
+
+
+def test_k10_and_secret_consumers_are_planned_and_recorded():
+    keys = [{"name": "k10", "consumers": [
+        {"type": "k10_passkey", "passkey_prefix": "vault-k10", "context": "prod"},
+        {"type": "k8s_secret", "secret": "app", "secret_namespace": "pay", "data_keys": ["dek"]}]}]
+    plan = _rotation.plan(keys)
+    k10, = plan["consumers"]["k10_passkey"]
+    secret, = plan["consumers"]["k8s_secret"]
+    assert k10["id"] == "k10_passkey:prod:vault-k10" and k10["args"]["passkey_prefix"] == "vault-k10"
+    assert secret["id"] == "k8s_secret:default:pay/app" and secret["args"]["data_keys"] == ["dek"]
+    records = _rotation.module_records([
+        {"transit_rotation_consumer": k10, "census_before": {"1": 1}, "census_after": {"2": 1},
+         "min_version_in_use": 2, "rewrapped": 1, "changed": True},
+        {"transit_rotation_consumer": secret, "failed": True, "msg": "secret pay/app not found (404)"}])
+    assert records[0]["ok"] is True and records[0]["min_version_in_use"] == 2
+    assert records[1]["ok"] is False and records[1]["error"] == "secret pay/app not found (404)"
+    decision = _rotation.decide(plan, [step1("k10", 2)], records)
+    assert decision["raise"] == [] and decision["keys"][0]["blocked_by"] == ["k8s_secret:default:pay/app"]
+
+
+def test_consumer_required_fields_and_latest_version():
+    with pytest.raises(_rotation.RotationInputError, match="needs passkey_prefix"):
+        _rotation.plan([{"name": "k", "consumers": [{"type": "k10_passkey"}]}])
+    assert _rotation.latest_version([step1("k", 4)], "transit", "k") == 4
+    with pytest.raises(_rotation.RotationInputError, match="not in the step-1 results"):
+        _rotation.latest_version([], "transit", "k")
