@@ -30,8 +30,8 @@ PROFILE = {"name": "lab-object-store", "namespace": NAMESPACE}
 def export_policy(name=EXPORT_POLICY):
     return {"apiVersion": "config.kio.kasten.io/v1alpha1", "kind": "Policy", "metadata": {"name": name},
             "spec": {"frequency": "@hourly", "selector": {},
-                     "actions": [{"action": "backup"}, {"action": "export",
-                                                         "exportParameters": {"profile": dict(PROFILE)}}]}}
+                     "actions": [{"action": "backup"},
+                                 {"action": "export", "exportParameters": {"profile": dict(PROFILE)}}]}}
 
 
 def import_policy(receive_string, name=IMPORT_POLICY):

@@ -28,7 +28,12 @@ try:
 except ImportError as exc:  # pragma: no cover - reported by the module
     HAS_KUBERNETES = False
     KUBERNETES_IMPORT_ERROR = exc
-    ApiException = Urllib3Error = Exception
+
+    class ApiException(Exception):
+        status = body = None
+
+    class Urllib3Error(Exception):
+        pass
 
 K8S_CONNECTION_ARGSPEC = dict(
     kubeconfig=dict(type="raw", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),

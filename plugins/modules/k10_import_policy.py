@@ -12,8 +12,8 @@ module: k10_import_policy
 short_description: Give a K10 import policy the source's current migration string, run it and check the result
 version_added: 0.2.0
 description:
-  - Fixes imports failing with C(chacha20poly1305: message authentication failed) because the destination's
-    import policy holds a stale migration string (for example after K10 was upgraded on the source).
+  - "Fixes imports failing with C(chacha20poly1305: message authentication failed) because the destination's
+    import policy holds a stale migration string (for example after K10 was upgraded on the source)."
   - Reads C(exportParameters.receiveString) of the source cluster's export policy (or takes O(receive_string)),
     sets the destination import policy's C(importParameters.receiveString) with a JSON patch that only applies
     if nobody changed the policy meanwhile, and with O(run=true) starts the import (a C(RunAction)) and with

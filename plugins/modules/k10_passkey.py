@@ -12,8 +12,8 @@ module: k10_passkey
 short_description: Create or delete a Kasten K10 passkey safely
 version_added: 0.2.0
 description:
-  - Manages a C(vault.kio.kasten.io/v1alpha1) C(Passkey), the key that envelope-encrypts K10's primary key:
-    a Vault transit key, an AWS KMS customer managed key, or a passphrase held in a Secret.
+  - Manages a C(vault.kio.kasten.io/v1alpha1) C(Passkey), the key that envelope-encrypts K10's primary key - a
+    Vault transit key, an AWS KMS customer managed key, or a passphrase held in a Secret.
   - Works with both status shapes K10 has used, 7.x (one passkey C(inuse)) and 8.x (every C(valid) passkey).
   - K10 passkeys cannot be changed. A passkey that exists with another spec is an error explaining the
     create-new-then-delete-old way; with O(replace=true) the module does exactly that through a stand-in

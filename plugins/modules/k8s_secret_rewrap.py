@@ -107,7 +107,7 @@ def main():
         name=dict(type="str", required=True),
         mount=dict(type="str", default="transit"),
         secret=dict(type="str", required=True, no_log=False),
-        secret_namespace=dict(type="str", default="default"),
+        secret_namespace=dict(type="str", default="default", no_log=False),
         data_keys=dict(type="list", elements="str", no_log=False),
         kube_ca_cert=dict(type="path", fallback=K8S_CONNECTION_ARGSPEC["ca_cert"]["fallback"]),
         kube_validate_certs=dict(type="bool", fallback=K8S_CONNECTION_ARGSPEC["validate_certs"]["fallback"]),

@@ -33,7 +33,7 @@ def run_import_directly(k10, name):
     custom.create_namespaced_custom_object(*ACTIONS, {
         "apiVersion": "actions.kio.kasten.io/v1alpha1", "kind": "RunAction", "metadata": {"name": name},
         "spec": {"subject": {"kind": "Policy", "name": IMPORT_POLICY, "namespace": "kasten-io"}}})
-    for _ in range(100):
+    for _attempt in range(100):
         status = custom.get_namespaced_custom_object(*ACTIONS, name).get("status") or {}
         if status.get("state") in ("Complete", "Failed"):
             return status

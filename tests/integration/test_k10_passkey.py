@@ -1,10 +1,8 @@
 """k10_passkey, k10_passkey_info and k8s_secret against the K10 emulator (both status shapes) and real OpenBao."""
 
-import json
 import uuid
 
 import boto3
-import kubernetes
 import pytest
 
 PASSKEYS = ("vault.kio.kasten.io", "v1alpha1", "passkeys")

@@ -36,7 +36,7 @@ class K10Rotation:
                      "k10_vault_setup_delete_passkeys": ["k10-default-passphrase"]}
         role_vars.update(extra)
         return self.ansible([{"name": "setup", "ansible.builtin.include_role": {
-            "name": "keyops.lifecycle.k10_vault_setup"}, "vars": role_vars}], expect_rc=0)
+            "name": "keyops.lifecycle.k10_vault_setup"}, "vars": role_vars}], verbosity=3, expect_rc=0)
 
     def app_secret(self, plaintexts):
         """An app keeping transit ciphertexts in a Secret (the k8s_secret consumer)."""
@@ -104,8 +104,8 @@ def test_seed_001_rotation_with_k10_and_a_secret_consumer(vault, vault_client, t
     core = kubernetes.client.CoreV1Api(k10.cluster("source").api_client())
     creds = core.read_namespaced_secret("vault-creds", "kasten-io").data["vault_token"]
     assert base64.b64decode(creds).decode() == token
-    assert yaml.safe_load(rotation.values_file.read_text()) == {"vault": {"address": vault.address,
-                                                                         "secretName": "vault-creds"}}
+    values = {"vault": {"address": vault.address, "secretName": "vault-creds"}}
+    assert yaml.safe_load(rotation.values_file.read_text()) == values
     passkeys = k10.passkeys()
     assert set(passkeys) == {rotation.prefix + "-v1"} and passkeys[rotation.prefix + "-v1"]["status"]["inuse"]
     assert rotation.setup().changed_count == 0  # idempotent
