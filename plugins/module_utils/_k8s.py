@@ -235,10 +235,15 @@ def wait_for(fetch, done, timeout, interval=0.5, clock=time.monotonic, sleep=tim
 
 
 def run_k8s_module(module, work):
-    """Run ``work(client)``; every expected failure becomes ``fail_json`` with details."""
+    """Run ``work(client)``; every expected failure becomes ``fail_json`` with details.
+
+    ``work`` may always return a ``diff``; it is dropped unless the task runs with ``--diff``.
+    """
     try:
         client = K8sClient.from_params(module.params)
         result = work(client)
     except K8sModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    if not module._diff:  # pylint: disable=protected-access
+        result.pop("diff", None)
     module.exit_json(**result)

@@ -153,10 +153,7 @@ def main():
                 params["kubeconfig"] = None
             params.update(given)
             source = K10(K8sClient.from_params(params))
-        result = MigrationRunner(K10(client), source, module.params, module.check_mode, wait_for).run()
-        if not module._diff:
-            result.pop("diff")
-        return result
+        return MigrationRunner(K10(client), source, module.params, module.check_mode, wait_for).run()
 
     run_k8s_module(module, work)
 

@@ -138,10 +138,7 @@ def main():
 
     def work(client):
         runner = PasskeyRunner(K10(client), module.params, module.check_mode, wait_for)
-        result = runner.present() if module.params["state"] == "present" else runner.absent()
-        if not module._diff:
-            result.pop("diff")
-        return result
+        return runner.present() if module.params["state"] == "present" else runner.absent()
 
     run_k8s_module(module, work)
 

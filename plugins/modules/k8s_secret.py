@@ -173,13 +173,7 @@ def main():
                 "diff": {"before": dict(view(current, params), data="(hidden)") if current else {},
                          "after": dict(view(after, params), data=diff_keys)}}
 
-    def run(client):
-        result = work(client)
-        if not module._diff:
-            result.pop("diff")
-        return result
-
-    run_k8s_module(module, run)
+    run_k8s_module(module, work)
 
 
 if __name__ == "__main__":
