@@ -102,14 +102,21 @@ def up_kube(state, k10, k10_version):
     log_path = os.path.join(workdir, "kube.log")
     proc = _process.spawn(kube_lab.spawn_args(workdir, k10, k10_version, vault.get("address"), kms), log_path,
                           env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    # Recorded before waiting, so that 'down' stops it whatever happens next.
+    entry = {"pid": proc.pid, "address": None, "k10": k10, "k10_version": k10_version if k10 else None,
+             "log": log_path}
+    state["k8s"] = entry
+    save_state(state)
     try:
         info = kube_lab.wait_described(workdir, proc)
     except RuntimeError as exc:
         _process.stop_pid(proc.pid, proc=proc)
+        del state["k8s"]
+        save_state(state)
         raise LabError("%s:\n%s" % (exc, _process.tail(log_path)))
-    return {"pid": proc.pid, "address": info["clusters"]["source"]["address"], "kubeconfig": info["kubeconfig"],
-            "clusters": info["clusters"], "k10": k10, "k10_version": k10_version if k10 else None,
-            "log": log_path}
+    entry.update(address=info["clusters"]["source"]["address"], kubeconfig=info["kubeconfig"],
+                 clusters=info["clusters"])
+    return entry
 
 
 def cmd_up(args):

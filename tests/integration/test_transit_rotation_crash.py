@@ -60,4 +60,6 @@ def full_run_seconds(vault, tmp_path_factory):
 def test_crash_at_random_moments(vault, transit_mount, tmp_path, seed, full_run_seconds):
     """SIGKILL of the whole process group (controller and running modules) at a random time."""
     rotation = Rotation(vault, transit_mount, tmp_path, KEYS)
-    crash_and_resume(rotation, kill_after=random.Random(seed).uniform(0.1, 0.9) * full_run_seconds)
+    # Within the first 70% of a run measured earlier: runs get faster or slower with the machine's load,
+    # and a kill after the run ended would test nothing.
+    crash_and_resume(rotation, kill_after=random.Random(seed).uniform(0.1, 0.7) * full_run_seconds)

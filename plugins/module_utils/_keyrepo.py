@@ -1,0 +1,244 @@
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Keystone key repositories (fernet tokens, receipts, credentials), read and changed without a gap (private).
+
+Format, exactly keystone's: a directory (0700) of files named by integers, each holding one Fernet key
+(32 bytes, URL-safe base64) with mode 0600.  ``0`` is the staged key, the highest number the primary (it
+encrypts), the rest are secondary (they only decrypt).
+
+Keystone's own rotation renames ``0`` to max+1 and then writes a new ``0``, and rsync rebuilds other nodes
+file by file: in both, for a moment, a key that tokens were made with is missing somewhere.  Here every
+change keeps every key present at every instant: a new file is written to a temporary name, fsynced and
+renamed into place (then the directory is fsynced); a promotion hard-links ``0`` to max+1 *before* the new
+``0`` replaces it.  The decisions are pure functions (``plan_*``); :class:`KeyRepo` does the I/O.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+
+REPO_TYPES = ("fernet", "credential", "receipt")
+CREDENTIAL_MAX_KEYS = 3
+
+
+class KeyRepoError(Exception):
+    def __init__(self, msg, **details):
+        super(KeyRepoError, self).__init__(msg)
+        self.msg, self.details = msg, details
+
+
+def new_key():
+    """A Fernet key as keystone writes it: 32 random bytes, URL-safe base64."""
+    return base64.urlsafe_b64encode(os.urandom(32))
+
+
+def valid_key(material):
+    try:
+        return len(base64.urlsafe_b64decode(bytes(material).strip())) == 32
+    except (binascii.Error, ValueError, TypeError):
+        return False
+
+
+def fingerprint(material):
+    """A short, non-reversible name for a key: enough to compare nodes, useless to an attacker."""
+    return hashlib.sha256(bytes(material).strip()).hexdigest()[:16]
+
+
+def describe(keys):
+    """``{index: material}`` -> what may be reported: indexes and fingerprints, never material."""
+    indexes = sorted(keys)
+    return {"keys": [{"index": i, "fingerprint": fingerprint(keys[i])} for i in indexes],
+            "primary_index": indexes[-1] if len(indexes) > 1 or (indexes and indexes[-1] != 0) else None,
+            "staged_fingerprint": fingerprint(keys[0]) if 0 in keys else None}
+
+
+def check_max_active_keys(max_active_keys, repo_type):
+    if max_active_keys < 2:
+        raise KeyRepoError("max_active_keys must be at least 2 (a staged and a primary key), got %d"
+                           % max_active_keys)
+    if repo_type == "credential" and max_active_keys > CREDENTIAL_MAX_KEYS:
+        raise KeyRepoError("a credential key repository holds at most %d keys (keystone's limit); "
+                           "set max_active_keys to 3 or less" % CREDENTIAL_MAX_KEYS)
+
+
+def keys_needed(token_expiration, allow_expired_window, rotation_interval):
+    """Keys a fernet repository must keep so no valid token loses its key (keystone's documented formula)."""
+    if rotation_interval <= 0:
+        raise KeyRepoError("the rotation interval must be positive")
+    return -(-(token_expiration + allow_expired_window) // rotation_interval) + 2
+
+
+# ------------------------------------------------------------------ decisions (pure)
+def plan_present(keys):
+    """fernet_setup: an empty repository gets staged 0 and primary 1; an existing one is left alone."""
+    return [] if keys else [("write", 0), ("write", 1)]
+
+
+def plan_purge(keys, max_active_keys):
+    """The lowest non-staged keys beyond ``max_active_keys`` (keystone counts the staged key too)."""
+    removable = sorted(i for i in keys if i != 0)
+    excess = len(keys) - max_active_keys
+    # Never the primary: at least one key beside 0 always stays.
+    return [("remove", i) for i in removable[:max(0, min(excess, len(removable) - 1))]]
+
+
+def plan_stage(keys, staged_fingerprint):
+    """Make the given key the staged key 0 (nothing to do when it already is)."""
+    if 0 in keys and fingerprint(keys[0]) == staged_fingerprint:
+        return []
+    return [("write", 0)]
+
+
+def plan_promote(keys, expect_staged, new_staged_fingerprint):
+    """Staged key -> max+1 (hard link first), then the new staged key replaces 0.
+
+    Idempotent: a repository whose primary is already ``expect_staged`` and whose 0 is the new staged key
+    needs nothing; one whose primary is ``expect_staged`` but whose 0 is still the same key (a crash between
+    the two steps) only needs the new 0.
+    """
+    if not keys or 0 not in keys:
+        raise KeyRepoError("the repository has no staged key 0 to promote; set it up (state=present) first")
+    primary = max(keys)
+    if primary != 0 and fingerprint(keys[primary]) == expect_staged:
+        if fingerprint(keys[0]) == new_staged_fingerprint:
+            return []
+        if fingerprint(keys[0]) == expect_staged:
+            return [("write", 0)]
+    if fingerprint(keys[0]) != expect_staged:
+        raise KeyRepoError("refusing to promote: the staged key 0 has fingerprint %s, not the expected %s - "
+                           "another rotation ran in between; stage the same key on every node first"
+                           % (fingerprint(keys[0]), expect_staged), staged_fingerprint=fingerprint(keys[0]))
+    return [("link", primary + 1), ("write", 0)]
+
+
+def plan_rotate(keys, max_active_keys):
+    """One keystone-style rotation on this node alone (single-node use), without keystone's gap."""
+    if 0 not in keys:
+        raise KeyRepoError("the repository has no staged key 0; set it up (state=present) first")
+    after = dict(keys)
+    after[max(keys) + 1] = keys[0]
+    return [("link", max(keys) + 1), ("write", 0)] + plan_purge(after, max_active_keys)
+
+
+def plan_sync(keys, wanted):
+    """Add the keys of ``wanted`` ({index: fingerprint}) this node lacks; never remove one.
+
+    A key present under the same index with another fingerprint means the nodes diverged: refused.
+    """
+    writes = []
+    for index in sorted(wanted):
+        if index in keys and fingerprint(keys[index]) != wanted[index]:
+            if index == 0:
+                writes.append(("write", 0))  # an unpromoted staged key is never used to encrypt
+                continue
+            raise KeyRepoError("key %d differs between nodes (fingerprint %s here, %s on the reference): the "
+                               "repositories diverged; fix them by hand (keep the one tokens were issued with)"
+                               % (index, fingerprint(keys[index]), wanted[index]))
+        if index not in keys:
+            writes.append(("write", index))
+    # New higher keys first, 0 last: a key promoted elsewhere lands here before the staged key moves on.
+    return sorted((w for w in writes if w[1] != 0), key=lambda w: w[1]) + [w for w in writes if w[1] == 0]
+
+
+# ------------------------------------------------------------------ I/O
+class KeyRepo:
+    def __init__(self, path, owner_uid=None, group_gid=None):
+        self.path, self.uid, self.gid = path, owner_uid, group_gid
+
+    def exists(self):
+        return os.path.isdir(self.path)
+
+    def read(self):
+        """``{index: material}``; files that are not integers are ignored as keystone does (e.g. ``0.tmp``)."""
+        if not self.exists():
+            return {}
+        keys = {}
+        for name in os.listdir(self.path):
+            if not name.isdigit():
+                continue
+            full = os.path.join(self.path, name)
+            with open(full, "rb") as handle:
+                material = handle.read().strip()
+            if not valid_key(material):
+                raise KeyRepoError("%s is not a Fernet key (32 bytes, URL-safe base64): the repository is damaged"
+                                   % full)
+            keys[int(name)] = material
+        return keys
+
+    def ensure_dir(self):
+        if not self.exists():
+            os.makedirs(self.path, 0o700)
+        os.chmod(self.path, 0o700)
+        self._chown(self.path)
+
+    def _chown(self, path):
+        if self.uid is not None or self.gid is not None:
+            os.chown(path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
+
+    def _fsync_dir(self):
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write(self, index, material):
+        """Temp file (0600 from its first byte) -> fsync -> rename over the index -> fsync the directory."""
+        temp = os.path.join(self.path, ".%d.keyops-tmp" % index)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, bytes(material))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(temp, 0o600)
+        self._chown(temp)
+        os.rename(temp, os.path.join(self.path, str(index)))
+        self._fsync_dir()
+
+    def link(self, source, target):
+        """``target`` becomes a second name of ``source`` (same inode): present before ``source`` changes."""
+        target_path = os.path.join(self.path, str(target))
+        temp = os.path.join(self.path, ".%d.keyops-link" % target)
+        if os.path.exists(temp):
+            os.unlink(temp)
+        os.link(os.path.join(self.path, str(source)), temp)
+        os.rename(temp, target_path)
+        self._fsync_dir()
+
+    def remove(self, index):
+        os.unlink(os.path.join(self.path, str(index)))
+        self._fsync_dir()
+
+    def clean_temps(self):
+        for name in os.listdir(self.path):
+            if name.startswith(".") and (name.endswith(".keyops-tmp") or name.endswith(".keyops-link")):
+                os.unlink(os.path.join(self.path, name))
+
+    def modes_ok(self):
+        """Keystone's expectations: directory 0700, keys 0600."""
+        problems = []
+        if stat.S_IMODE(os.stat(self.path).st_mode) != 0o700:
+            problems.append(self.path)
+        for name in os.listdir(self.path):
+            full = os.path.join(self.path, name)
+            if name.isdigit() and stat.S_IMODE(os.stat(full).st_mode) != 0o600:
+                problems.append(full)
+        return problems
+
+    def apply(self, actions, materials):
+        """Carry out ``actions`` in order; ``materials`` gives the content of each written index."""
+        for verb, index in actions:
+            if verb == "write":
+                self.write(index, materials[index])
+            elif verb == "link":
+                self.link(0, index)
+            elif verb == "remove":
+                self.remove(index)
