@@ -1,0 +1,179 @@
+"""The race of seed 002, measured: token issuers and validators on N nodes while rotations run.
+
+Runs with the Python of keystone's own venv (``build/keystone-venv``, see lab/keystone.py), because the
+validators load keys with keystone's own code (``keystone.common.fernet_utils.FernetUtils.load_keys``,
+re-read on every validation as keystone does) and decrypt with ``MultiFernet`` as keystone's token formatter
+does; the baseline rotates with keystone's own ``FernetUtils.rotate_keys`` and distributes with real
+``rsync -a --delete``.
+
+One process per node loops: pick another node, issue a token with that node's current primary key (what its
+keystone would do at that instant), validate it on this node.  A rejection is false unless the key the token
+was made with had legitimately aged out: the rotations completed between issue and validation reached
+``max_active_keys - 2`` (a worker descheduled for a while on a busy machine); those are counted apart as
+``aged_out``.
+
+    python lab/keyrepo_race.py --protocol ours|baseline --nodes 5 --rotations 1000 --workdir DIR  -> JSON
+"""
+
+import argparse
+import importlib.util
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+
+import keystone.conf  # noqa: F401  (registers the options FernetUtils reads)
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from keystone.common import fernet_utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+keystone.conf.configure()
+keystone.conf.CONF([], project="keystone", default_config_files=[])
+
+
+def load_keyrepo():
+    """The collection's own module_utils/_keyrepo.py (the code keyrepo_rotate runs), loaded by path."""
+    spec = importlib.util.spec_from_file_location(
+        "keyops_keyrepo", os.path.join(ROOT, "plugins", "module_utils", "_keyrepo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def keystone_keys(path, max_active_keys):
+    """Keys as keystone loads them (primary first); a file purged between listdir and open is retried."""
+    utils = fernet_utils.FernetUtils(path, max_active_keys, "fernet_tokens")
+    for attempt in range(5):
+        try:
+            return utils.load_keys(), attempt
+        except FileNotFoundError:
+            continue
+    return [], 5
+
+
+def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_done):
+    rng = random.Random(seed)
+    validations = rejections = issue_failures = retries = aged_out = 0
+    others = [n for i, n in enumerate(nodes) if i != index]
+    while not stop.is_set():
+        issuer = rng.choice(others)
+        issuer_keys, tries = keystone_keys(issuer, max_active_keys)
+        retries += tries
+        if not issuer_keys:
+            issue_failures += 1  # that node could not issue at all at this instant
+            continue
+        issued_at = rotations_done.value
+        token = Fernet(issuer_keys[0]).encrypt(b"user=demo;project=demo")
+        keys, tries = keystone_keys(nodes[index], max_active_keys)
+        retries += tries
+        validations += 1
+        try:
+            MultiFernet([Fernet(k) for k in keys]).decrypt(token)
+        except (InvalidToken, ValueError):
+            if rotations_done.value - issued_at >= max_active_keys - 2:
+                aged_out += 1
+            else:
+                rejections += 1
+    counters.put({"validations": validations, "false_rejections": rejections, "issue_failures": issue_failures,
+                  "load_retries": retries, "aged_out": aged_out})
+
+
+def setup(nodes, keyrepo):
+    staged, primary = keyrepo.new_key(), keyrepo.new_key()
+    for path in nodes:
+        repo = keyrepo.KeyRepo(path)
+        repo.ensure_dir()
+        repo.write(0, staged)
+        repo.write(1, primary)
+
+
+def rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds):
+    """The keyrepo role's protocol: barrier on the staged key, promote everywhere, then purge everywhere.
+
+    The role promotes all nodes in parallel, each one linking, pausing ``settle_seconds`` and replacing 0;
+    here the links of all nodes come first, then one pause, then the new 0 on all nodes - the same order
+    per node, in the same wall time.
+    """
+    repos = [keyrepo.KeyRepo(path) for path in nodes]
+    states = [repo.read() for repo in repos]
+    staged = {keyrepo.fingerprint(keys[0]) for keys in states}
+    assert len(staged) == 1, "staged keys differ: %s" % staged
+    expect = staged.pop()
+    new_staged = keyrepo.new_key()
+    plans = [keyrepo.plan_promote(keys, expect, keyrepo.fingerprint(new_staged)) for keys in states]
+    for repo, actions in zip(repos, plans):
+        repo.apply([a for a in actions if a[0] == "link"], {})
+    time.sleep(settle_seconds)
+    for repo, actions in zip(repos, plans):
+        repo.apply([a for a in actions if a[0] != "link"], {0: new_staged})
+    for repo in repos:
+        repo.apply(keyrepo.plan_purge(repo.read(), max_active_keys), {})
+
+
+def rotate_baseline(nodes, max_active_keys):
+    """Seed 002 as deployed: keystone's rotation on one node, then rsync --delete to the others."""
+    fernet_utils.FernetUtils(nodes[0], max_active_keys, "fernet_tokens").rotate_keys()
+    for path in nodes[1:]:
+        subprocess.run(["rsync", "-a", "--delete", nodes[0] + "/", path + "/"], check=True)
+
+
+def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.0, settle_seconds=0.05):
+    keyrepo = load_keyrepo()
+    if os.path.exists(workdir):
+        shutil.rmtree(workdir)
+    nodes = [os.path.join(workdir, "node%d" % i) for i in range(node_count)]
+    setup(nodes, keyrepo)
+    stop = multiprocessing.Event()
+    counters = multiprocessing.Queue()
+    rotations_done = multiprocessing.Value("l", 0)
+    workers = [multiprocessing.Process(target=node_loop, args=(i, nodes, max_active_keys, stop, counters, i,
+                                                               rotations_done))
+               for i in range(node_count)]
+    for worker in workers:
+        worker.start()
+    started = time.monotonic()
+    try:
+        for _rotation in range(rotations):
+            if protocol == "ours":
+                rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds)
+            else:
+                rotate_baseline(nodes, max_active_keys)
+            with rotations_done.get_lock():
+                rotations_done.value += 1
+            if interval:
+                time.sleep(interval)
+    finally:
+        elapsed = time.monotonic() - started
+        stop.set()
+        totals = {"validations": 0, "false_rejections": 0, "issue_failures": 0, "load_retries": 0, "aged_out": 0}
+        for _worker in workers:
+            for key, value in counters.get(timeout=60).items():
+                totals[key] += value
+        for worker in workers:
+            worker.join(timeout=30)
+    final = [keyrepo.describe(keyrepo.KeyRepo(path).read()) for path in nodes]
+    consistent = all(state["keys"] == final[0]["keys"] for state in final)
+    return dict(totals, protocol=protocol, nodes=node_count, rotations=rotations, seconds=round(elapsed, 2),
+                consistent=consistent, primary_index=final[0]["primary_index"])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--protocol", choices=("ours", "baseline"), required=True)
+    parser.add_argument("--nodes", type=int, default=5)
+    parser.add_argument("--rotations", type=int, default=1000)
+    parser.add_argument("--max-active-keys", type=int, default=5)
+    parser.add_argument("--settle-seconds", type=float, default=0.05)
+    parser.add_argument("--workdir", required=True)
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.protocol, args.nodes, args.rotations, args.workdir, args.max_active_keys,
+                         settle_seconds=args.settle_seconds)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
