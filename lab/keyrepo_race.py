@@ -161,15 +161,46 @@ def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.
                 consistent=consistent, primary_index=final[0]["primary_index"])
 
 
+def watch(nodes, max_active_keys, stop_file, result_file):
+    """Validators on ``nodes`` until ``stop_file`` exists (rotations are driven from outside, e.g. by Ansible);
+    every rejection counts as false (``aged_out`` is not told apart: the driver rotates slowly)."""
+    stop = multiprocessing.Event()
+    counters = multiprocessing.Queue()
+    rotations_done = multiprocessing.Value("l", 0)
+    workers = [multiprocessing.Process(target=node_loop, args=(i, nodes, max_active_keys, stop, counters, i,
+                                                               rotations_done))
+               for i in range(len(nodes))]
+    for worker in workers:
+        worker.start()
+    while not os.path.exists(stop_file):
+        time.sleep(0.05)
+    stop.set()
+    totals = {"validations": 0, "false_rejections": 0, "issue_failures": 0, "load_retries": 0, "aged_out": 0}
+    for _worker in workers:
+        for key, value in counters.get(timeout=60).items():
+            totals[key] += value
+    for worker in workers:
+        worker.join(timeout=30)
+    with open(result_file + ".tmp", "w") as handle:
+        json.dump(totals, handle)
+    os.rename(result_file + ".tmp", result_file)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--protocol", choices=("ours", "baseline"), required=True)
+    parser.add_argument("--protocol", choices=("ours", "baseline", "watch"), required=True)
+    parser.add_argument("--node-dirs", help="watch: comma-separated repositories")
+    parser.add_argument("--stop-file", help="watch: stop when this file exists")
+    parser.add_argument("--result-file", help="watch: where the counts go")
     parser.add_argument("--nodes", type=int, default=5)
     parser.add_argument("--rotations", type=int, default=1000)
     parser.add_argument("--max-active-keys", type=int, default=5)
     parser.add_argument("--settle-seconds", type=float, default=0.05)
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workdir", help="ours/baseline: where the node repositories go")
     args = parser.parse_args(argv)
+    if args.protocol == "watch":
+        watch(args.node_dirs.split(","), args.max_active_keys, args.stop_file, args.result_file)
+        return 0
     print(json.dumps(run(args.protocol, args.nodes, args.rotations, args.workdir, args.max_active_keys,
                          settle_seconds=args.settle_seconds)))
     return 0

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from lab.keystone import KeystoneConfig
+from lab.keystone_lab import KeystoneConfig
 
 
 def task(name, **args):

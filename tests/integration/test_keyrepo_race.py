@@ -1,0 +1,79 @@
+"""Seed 002 measured: 0 false rejections with the keyrepo protocol, and what rsync --delete does.
+
+Validators use keystone's own key loader (re-read on every validation) in keystone's own venv.
+"""
+
+import json
+import os
+import subprocess
+
+from lab.keystone_lab import keystone_python
+
+from keyrepo_helpers import RACE, KeystoneNodes
+
+RESULTS = os.path.join(os.path.dirname(RACE), "..", "build", "test-results")
+
+
+def race(tmp_path, protocol, rotations, **extra):
+    argv = [keystone_python(), "-W", "ignore", RACE, "--protocol", protocol, "--nodes", "5", "--rotations",
+            str(rotations), "--workdir", str(tmp_path / protocol)]
+    for key, value in extra.items():
+        argv += ["--" + key.replace("_", "-"), str(value)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "keyrepo-race-%s.json" % protocol), "w") as handle:
+        json.dump(result, handle)
+    return result
+
+
+def test_our_protocol_has_no_false_rejections_over_1000_rotations(tmp_path):
+    ours = race(tmp_path, "ours", 1000, settle_seconds=0.02)
+    assert ours["rotations"] == 1000 and ours["validations"] > 10000
+    assert ours["false_rejections"] == 0 and ours["issue_failures"] == 0 and ours["consistent"] is True
+    assert ours["primary_index"] == 1001
+
+
+def test_rsync_baseline_rejects_valid_tokens(tmp_path):
+    """keystone's rotation on one node + rsync -a --delete to the others: the seed's false 401s."""
+    baseline = race(tmp_path, "baseline", 40)
+    assert baseline["false_rejections"] > 0, baseline
+
+
+def test_role_rotations_with_validators_running(tmp_path):
+    nodes = KeystoneNodes(tmp_path)
+    nodes.rotate()  # set-up run: every node gets the same staged and primary key, then one rotation
+    nodes.start_watching()
+    try:
+        for _round in range(3):
+            run = nodes.rotate()
+            assert "changed=0" not in run.stdout.split("PLAY RECAP")[1]
+    finally:
+        counts = nodes.stop_watching()
+    assert counts["validations"] > 100 and counts["false_rejections"] == 0 and counts["issue_failures"] == 0
+    assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 4, 5]
+
+
+def test_reconcile_adds_keys_and_never_removes(tmp_path):
+    nodes = KeystoneNodes(tmp_path)
+    nodes.rotate()
+    nodes.rotate()  # keys 0, 2, 3 everywhere
+    os.unlink(os.path.join(nodes.paths["ks3"], "3"))  # a node that missed a promotion's key
+    for name in os.listdir(nodes.paths["ks4"]):
+        os.unlink(os.path.join(nodes.paths["ks4"], name))  # and a brand-new node
+    run = nodes.rotate()
+    synced = {r["host"]: r["result"] for r in run.results if r["task"].endswith("Add the missing keys (never removing "
+                                                                                 "one)") and r["status"] != "skipped"}
+    assert set(synced) == {"ks3", "ks4"}
+    assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 3, 4]
+
+
+def test_diverged_repositories_are_refused(tmp_path):
+    nodes = KeystoneNodes(tmp_path, count=2)
+    nodes.rotate()
+    with open(os.path.join(nodes.paths["ks1"], "2"), "w") as handle:
+        import base64
+        handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    run = nodes.rotate(expect_rc=2)
+    assert "key 2 differs between" in run.output and "diverged" in run.output
