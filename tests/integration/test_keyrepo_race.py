@@ -77,3 +77,35 @@ def test_diverged_repositories_are_refused(tmp_path):
         handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
     run = nodes.rotate(expect_rc=2)
     assert "key 2 differs between" in run.output and "diverged" in run.output
+
+
+ROLE_TASKS = 13  # task starts in one run of the keyrepo role (checked below)
+
+
+def crash_and_resume(nodes, **crash):
+    run = nodes.rotate(callbacks=("crash_at",), expect_rc=None, **crash)
+    assert run.killed, "not interrupted:\n" + run.output
+    nodes.rotate()
+    assert nodes.consistent()
+
+
+def test_role_crash_at_every_phase_then_rerun(tmp_path):
+    """SIGKILL of the controller at every task boundary of the role, and once inside the promotion,
+    each followed by a re-run, with keystone validators running the whole time."""
+    nodes = KeystoneNodes(tmp_path, count=3)
+    log = tmp_path / "tasks.log"
+    nodes.rotate(callbacks=("crash_at",), env={"KEYOPS_CRASH_TASK_LOG": str(log)})
+    assert len(log.read_text().splitlines()) == ROLE_TASKS, log.read_text()
+    nodes.start_watching()
+    try:
+        for boundary in range(2, ROLE_TASKS + 1):
+            crash_and_resume(nodes, env={"KEYOPS_CRASH_AT_TASK": str(boundary)})
+        # inside the promotion: the module pauses (settle_seconds) between the link and the new 0
+        promote_start = [i for i, name in enumerate(log.read_text().splitlines(), 1) if "(c) Promote" in name][0]
+        crash_and_resume(nodes, env={"KEYOPS_CRASH_AT_TASK": str(promote_start),
+                                     "KEYOPS_CRASH_AFTER_SECONDS": "1.5"})
+    finally:
+        counts = nodes.stop_watching()
+    assert counts["false_rejections"] == 0 and counts["issue_failures"] == 0 and counts["validations"] > 100
+    assert nodes.consistent()
+    assert len(nodes.keys("ks0")) == 3

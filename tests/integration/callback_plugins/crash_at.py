@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Test-only callback: SIGKILL ansible-playbook when task number $KEYOPS_CRASH_AT_TASK starts.
+"""Test-only callback: SIGKILL ansible-playbook when task number $KEYOPS_CRASH_AT_TASK starts
+(or, with $KEYOPS_CRASH_AFTER_SECONDS, that long after it started: the whole process group, modules too).
 
 Simulates a controller crash at a step boundary (the previous task finished, the next never ran).
 Task names seen are appended to $KEYOPS_CRASH_TASK_LOG so tests can enumerate the boundaries.
@@ -20,6 +21,7 @@ description:
 
 import os
 import signal
+import threading
 
 from ansible.plugins.callback import CallbackBase
 
@@ -41,4 +43,10 @@ class CallbackModule(CallbackBase):
             with open(log, "a") as handle:
                 handle.write("%d\t%s\n" % (self.started, task.get_name()))
         if str(self.started) == os.environ.get("KEYOPS_CRASH_AT_TASK"):
-            os.kill(os.getpid(), signal.SIGKILL)
+            delay = float(os.environ.get("KEYOPS_CRASH_AFTER_SECONDS") or 0)
+            if not delay:
+                os.kill(os.getpid(), signal.SIGKILL)
+            # Inside the task: kill the whole process group (controller and the module processes) later.
+            timer = threading.Timer(delay, os.killpg, (os.getpgrp(), signal.SIGKILL))
+            timer.daemon = True
+            timer.start()
