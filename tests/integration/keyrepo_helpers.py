@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import sys
 import time
 
 import yaml
@@ -14,15 +15,18 @@ RACE = os.path.join(ROOT, "lab", "keyrepo_race.py")
 
 
 class KeystoneNodes:
-    def __init__(self, tmp_path, count=5, max_active_keys=3, host_vars=None):
+    def __init__(self, tmp_path, count=5, max_active_keys=3, ssh_hosts=None):
+        """``count`` local nodes, or the hosts of ``ssh_hosts`` (lab.sshnet.SshHosts) reached over SSH."""
         self.tmp_path = tmp_path
-        self.nodes = ["ks%d" % i for i in range(count)]
+        self.nodes = [h["name"] for h in ssh_hosts.hosts] if ssh_hosts else ["ks%d" % i for i in range(count)]
         self.paths = {node: str(tmp_path / "repos" / node) for node in self.nodes}
         self.inventory = tmp_path / "keystone.ini"
-        lines = ["[keystone]"]
-        for node in self.nodes:
-            extra = " ".join("%s=%s" % kv for kv in (host_vars or {}).get(node, {}).items())
-            lines.append("%s ansible_connection=local keyrepo_path=%s %s" % (node, self.paths[node], extra))
+        if ssh_hosts:
+            lines = ssh_hosts.inventory_lines("keystone", sys.executable,
+                                              lambda name: {"keyrepo_path": self.paths[name]})
+        else:
+            lines = ["[keystone]"] + ["%s ansible_connection=local keyrepo_path=%s" % (node, self.paths[node])
+                                      for node in self.nodes]
         lines += ["[keystone:vars]", "keyrepo_owner=''", "keyrepo_group=''",
                   "keyrepo_max_active_keys=%d" % max_active_keys]
         self.inventory.write_text("\n".join(lines) + "\n")

@@ -55,6 +55,35 @@ def test_role_rotations_with_validators_running(tmp_path):
     assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 4, 5]
 
 
+def test_role_over_real_ssh_between_separate_hosts(tmp_path):
+    """Three hosts, each its own network namespace and sshd: the role's transfers and barriers over real SSH."""
+    import pytest
+
+    from lab import sshnet
+
+    reason = sshnet.available()
+    if reason:
+        pytest.skip(reason)
+    with sshnet.SshHosts(str(tmp_path / "ssh"), 3) as hosts:
+        nodes = KeystoneNodes(tmp_path, ssh_hosts=hosts)
+        nodes.rotate()
+        assert "ansible_connection=local" not in nodes.inventory.read_text()
+        os.unlink(os.path.join(nodes.paths["ssh2"], "2"))  # ssh2 missed the last primary
+        second = nodes.rotate()
+        # the key really travelled: slurped from the reference over SSH, then synced to ssh2
+        synced = [r for r in second.results if r["task"].endswith("Add the missing keys (never removing one)")
+                  and r["result"].get("changed")]
+        assert [r["host"] for r in synced] == ["ssh2"] and synced[0]["result"]["actions"] == ["write 2"]
+        nodes.start_watching()
+        try:
+            third = nodes.rotate()
+        finally:
+            counts = nodes.stop_watching()
+        assert counts["false_rejections"] == 0 and counts["validations"] > 50
+        assert nodes.consistent() and sorted(nodes.keys(nodes.nodes[0])) == [0, 3, 4]
+        assert "changed=0" not in third.stdout.split("PLAY RECAP")[1]
+
+
 def test_reconcile_adds_keys_and_never_removes(tmp_path):
     nodes = KeystoneNodes(tmp_path)
     nodes.rotate()
