@@ -15,7 +15,7 @@ from rotation_helpers import Rotation
 # rotation are the task starts of rotate_keys.yml.
 KEYS = {"crash": ([150, 100], "secret")}
 # Task starts in one run of rotate_keys.yml for KEYS (checked by test_boundary_count).
-BOUNDARIES = 15
+BOUNDARIES = 16
 
 
 def crash_and_resume(rotation, **crash):
