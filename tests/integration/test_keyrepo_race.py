@@ -132,7 +132,7 @@ def test_role_crash_at_every_phase_then_rerun(tmp_path):
         # inside the promotion: the module pauses (settle_seconds) between the link and the new 0
         promote_start = [i for i, name in enumerate(log.read_text().splitlines(), 1) if "(c) Promote" in name][0]
         crash_and_resume(nodes, env={"KEYOPS_CRASH_AT_TASK": str(promote_start),
-                                     "KEYOPS_CRASH_AFTER_SECONDS": "1.5"})
+                                     "KEYOPS_CRASH_AFTER_SECONDS": "0.9"})
     finally:
         counts = nodes.stop_watching()
     assert counts["false_rejections"] == 0 and counts["issue_failures"] == 0 and counts["validations"] > 100
