@@ -121,20 +121,40 @@ def rotate_baseline(nodes, max_active_keys):
         subprocess.run(["rsync", "-a", "--delete", nodes[0] + "/", path + "/"], check=True)
 
 
+class Validators:
+    """One issuing/validating process per node; ``finish()`` stops them and sums their counts."""
+
+    def __init__(self, nodes, max_active_keys):
+        self.stop = multiprocessing.Event()
+        self.counters = multiprocessing.Queue()
+        self.rotations_done = multiprocessing.Value("l", 0)
+        self.workers = [multiprocessing.Process(target=node_loop, args=(
+            i, nodes, max_active_keys, self.stop, self.counters, i, self.rotations_done)) for i in range(len(nodes))]
+        for worker in self.workers:
+            worker.start()
+
+    def rotated(self):
+        with self.rotations_done.get_lock():
+            self.rotations_done.value += 1
+
+    def finish(self):
+        self.stop.set()
+        totals = {"validations": 0, "false_rejections": 0, "issue_failures": 0, "load_retries": 0, "aged_out": 0}
+        for _worker in self.workers:
+            for key, value in self.counters.get(timeout=60).items():
+                totals[key] += value
+        for worker in self.workers:
+            worker.join(timeout=30)
+        return totals
+
+
 def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.0, settle_seconds=0.05):
     keyrepo = load_keyrepo()
     if os.path.exists(workdir):
         shutil.rmtree(workdir)
     nodes = [os.path.join(workdir, "node%d" % i) for i in range(node_count)]
     setup(nodes, keyrepo)
-    stop = multiprocessing.Event()
-    counters = multiprocessing.Queue()
-    rotations_done = multiprocessing.Value("l", 0)
-    workers = [multiprocessing.Process(target=node_loop, args=(i, nodes, max_active_keys, stop, counters, i,
-                                                               rotations_done))
-               for i in range(node_count)]
-    for worker in workers:
-        worker.start()
+    validators = Validators(nodes, max_active_keys)
     started = time.monotonic()
     try:
         for _rotation in range(rotations):
@@ -142,19 +162,12 @@ def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.
                 rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds)
             else:
                 rotate_baseline(nodes, max_active_keys)
-            with rotations_done.get_lock():
-                rotations_done.value += 1
+            validators.rotated()
             if interval:
                 time.sleep(interval)
     finally:
         elapsed = time.monotonic() - started
-        stop.set()
-        totals = {"validations": 0, "false_rejections": 0, "issue_failures": 0, "load_retries": 0, "aged_out": 0}
-        for _worker in workers:
-            for key, value in counters.get(timeout=60).items():
-                totals[key] += value
-        for worker in workers:
-            worker.join(timeout=30)
+        totals = validators.finish()
     final = [keyrepo.describe(keyrepo.KeyRepo(path).read()) for path in nodes]
     consistent = all(state["keys"] == final[0]["keys"] for state in final)
     return dict(totals, protocol=protocol, nodes=node_count, rotations=rotations, seconds=round(elapsed, 2),
@@ -164,23 +177,10 @@ def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.
 def watch(nodes, max_active_keys, stop_file, result_file):
     """Validators on ``nodes`` until ``stop_file`` exists (rotations are driven from outside, e.g. by Ansible);
     every rejection counts as false (``aged_out`` is not told apart: the driver rotates slowly)."""
-    stop = multiprocessing.Event()
-    counters = multiprocessing.Queue()
-    rotations_done = multiprocessing.Value("l", 0)
-    workers = [multiprocessing.Process(target=node_loop, args=(i, nodes, max_active_keys, stop, counters, i,
-                                                               rotations_done))
-               for i in range(len(nodes))]
-    for worker in workers:
-        worker.start()
+    validators = Validators(nodes, max_active_keys)
     while not os.path.exists(stop_file):
         time.sleep(0.05)
-    stop.set()
-    totals = {"validations": 0, "false_rejections": 0, "issue_failures": 0, "load_retries": 0, "aged_out": 0}
-    for _worker in workers:
-        for key, value in counters.get(timeout=60).items():
-            totals[key] += value
-    for worker in workers:
-        worker.join(timeout=30)
+    totals = validators.finish()
     with open(result_file + ".tmp", "w") as handle:
         json.dump(totals, handle)
     os.rename(result_file + ".tmp", result_file)
