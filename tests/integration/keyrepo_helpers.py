@@ -36,10 +36,10 @@ class KeystoneNodes:
         self.runs = 0
         self.watcher = None
 
-    def rotate(self, expect_rc=0, **kwargs):
+    def rotate(self, expect_rc=0, args=(), **kwargs):
         self.runs += 1
         return ansible_playbook(self.playbook, self.tmp_path / ("keyrepo-%d.jsonl" % self.runs),
-                                inventory=str(self.inventory), args=["-f", str(len(self.nodes))],
+                                inventory=str(self.inventory), args=["-f", str(len(self.nodes))] + list(args),
                                 expect_rc=expect_rc, **kwargs)
 
     def keys(self, node):

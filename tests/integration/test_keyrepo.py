@@ -120,3 +120,22 @@ def test_role_checks_max_active_keys(ansible, tmp_path, max_keys, needed_ok):
     else:
         assert run.rc != 0 and "keyrepo_max_active_keys=3 is too small" in run.output
         assert not os.path.exists(str(tmp_path / "repo"))
+
+
+def test_owner_and_group_are_applied(ansible, tmp_path):
+    import grp
+    import pwd
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("creating a keystone user needs root")
+    if subprocess.run(["getent", "passwd", "keyops-keystone"], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "keyops-keystone"], check=True)
+    repo = str(tmp_path / "owned")
+    args = {"path": repo, "state": "present", "owner": "keyops-keystone", "group": "keyops-keystone"}
+    ansible([{"name": "setup", "keyops.lifecycle.keyrepo_rotate": args}], expect_rc=0)
+    uid, gid = pwd.getpwnam("keyops-keystone").pw_uid, grp.getgrnam("keyops-keystone").gr_gid
+    for path in [repo] + [os.path.join(repo, n) for n in os.listdir(repo)]:
+        assert (os.stat(path).st_uid, os.stat(path).st_gid) == (uid, gid)
+    missing = ansible([{"name": "setup", "keyops.lifecycle.keyrepo_rotate": dict(args, owner="no-such-user-x")}])
+    assert missing.rc != 0 and "no such user or group" in missing.task("setup")["msg"]
