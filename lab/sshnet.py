@@ -99,8 +99,8 @@ class SshHosts:
         for host in self.hosts:
             extra = " ".join("%s=%s" % kv for kv in host_vars(host["name"]).items())
             lines.append("%s ansible_host=%s ansible_user=root ansible_ssh_private_key_file=%s "
-                         "ansible_python_interpreter=%s %s" % (host["name"], host["address"], self.key, python,
-                                                                extra))
+                         "ansible_python_interpreter=%s %s"
+                         % (host["name"], host["address"], self.key, python, extra))
         lines += ["[%s:vars]" % group,
                   "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'"]
         return lines

@@ -345,6 +345,10 @@ def plan_state(params, keys):
     return actions, materials
 
 
+def action_text(verb, index):
+    return "link 0 -> %d" % index if verb == "link" else "%s %d" % (verb, index)
+
+
 def predict(keys, actions, materials):
     after = dict(keys)
     for verb, index in actions:
@@ -375,8 +379,7 @@ def run_keyrepo(module):
     elif repo.exists() and not module.check_mode and params["state"] != "info":
         repo.clean_temps()  # leftovers of an interrupted run; keystone ignores them, tidy anyway
     result = describe(after)
-    result.update(changed=bool(actions), actions=["%s%s" % (verb, " 0 -> %d" % index if verb == "link" else
-                                                           " %d" % index) for verb, index in actions],
+    result.update(changed=bool(actions), actions=[action_text(verb, index) for verb, index in actions],
                   mode_problems=repo.modes_ok() if repo.exists() else [],
                   diff={"before": describe(keys)["keys"], "after": describe(after)["keys"]})
     rotated = any(verb == "link" for verb, _index in actions)

@@ -159,7 +159,7 @@ def main():
         sync_keys=dict(type="dict", no_log=True),
         settle_seconds=dict(type="float", default=0.5),
         credential_migrate=dict(type="str", default="auto", choices=["auto", "always", "never"]),
-        keystone_manage=dict(type="str", default="keystone-manage"),
+        keystone_manage=dict(type="str", default="keystone-manage", no_log=False),
     ), supports_check_mode=True, required_if=[
         ("state", "staged", ["staged_key"]), ("state", "promoted", ["expect_staged", "new_staged_key"]),
         ("state", "synced", ["sync_keys"])])

@@ -129,7 +129,7 @@ def test_owner_and_group_are_applied(ansible, tmp_path):
 
     if os.geteuid() != 0:
         pytest.skip("creating a keystone user needs root")
-    if subprocess.run(["getent", "passwd", "keyops-keystone"], capture_output=True).returncode != 0:
+    if subprocess.run(["getent", "passwd", "keyops-keystone"], capture_output=True, check=False).returncode != 0:
         subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "keyops-keystone"], check=True)
     repo = str(tmp_path / "owned")
     args = {"path": repo, "state": "present", "owner": "keyops-keystone", "group": "keyops-keystone"}

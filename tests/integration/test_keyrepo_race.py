@@ -94,8 +94,9 @@ def test_reconcile_adds_keys_and_never_removes(tmp_path):
     for name in os.listdir(nodes.paths["ks4"]):
         os.unlink(os.path.join(nodes.paths["ks4"], name))  # and a brand-new node
     run = nodes.rotate()
-    synced = {r["host"]: r["result"] for r in run.results if r["task"].endswith("Add the missing keys (never removing "
-                                                                                 "one)") and r["status"] != "skipped"}
+    sync_task = "Add the missing keys (never removing one)"
+    synced = {r["host"]: r["result"] for r in run.results
+              if r["task"].endswith(sync_task) and r["status"] != "skipped"}
     assert set(synced) == {"ks3", "ks4"}
     assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 3, 4]
 
