@@ -66,15 +66,17 @@ def test_p4_keyrepo_vs_rsync(tmp_path):
     for _round in range(ROUNDS):
         for name in ("baseline", "ours"):
             nodes.start_watching()
-            start = time.perf_counter()
-            if name == "ours":
-                nodes.rotate()
-            else:
-                ansible_playbook(baseline, tmp_path / "baseline.jsonl", inventory=str(nodes.inventory),
-                                 args=["-f", str(NODES)], expect_rc=0)
-            timings[name].append(time.perf_counter() - start)
-            time.sleep(0.5)  # let validators see the settled state too
-            counts = nodes.stop_watching()
+            try:
+                start = time.perf_counter()
+                if name == "ours":
+                    nodes.rotate()
+                else:
+                    ansible_playbook(baseline, tmp_path / "baseline.jsonl", inventory=str(nodes.inventory),
+                                     args=["-f", str(NODES)], expect_rc=0)
+                timings[name].append(time.perf_counter() - start)
+                time.sleep(0.5)  # let validators see the settled state too
+            finally:
+                counts = nodes.stop_watching()
             rejections[name] += counts["false_rejections"]
             validations[name] += counts["validations"]
             (tmp_path / "stop-watch").unlink()

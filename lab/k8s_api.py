@@ -313,6 +313,7 @@ class ClusterState:
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         # POST /lab/<name> (admin token) -> callable(body) -> dict: what `python -m lab k10 ...` drives.
         self.lab_operations = {}
+        self.requests = []
         for namespace in ("default", "kube-system"):
             self.store.create(self.resource("", "namespaces"), None, {"metadata": {"name": namespace}})
 
@@ -423,18 +424,39 @@ class Handler(http.server.BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         return header.startswith("Bearer ") and self.state.authenticates(header[7:].strip())
 
+    def _caller(self):
+        """Who the bearer token claims to be (unverified), for the request log."""
+        header = self.headers.get("Authorization", "")
+        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        if not token:
+            return "anonymous"
+        if token in self.state.tokens:
+            return "lab-admin"
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+            return "%s (iss %s)" % (claims.get("sub"), claims.get("iss"))
+        except jwt.PyJWTError:
+            return "opaque token"
+
     def _handle(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        code = 500
         try:
             self._read_body()
-            url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             if not self._authenticated():
                 raise ApiError(401, "Unauthorized", "Unauthorized")
-            self._send(*self._route(method, url.path.rstrip("/") or "/", query))
+            code, body = self._route(method, url.path.rstrip("/") or "/", query)
+            self._send(code, body)
         except ApiError as exc:
+            code = exc.code
             self._send(exc.code, exc.status())
         except Exception as exc:  # pylint: disable=broad-except
             self._send(500, ApiError(500, "InternalError", "lab server error: %s" % exc).status())
+        finally:
+            # What an API server's audit log would say: who called what, and the answer (last 1000).
+            self.state.requests.append({"method": method, "path": url.path, "code": code, "caller": self._caller()})
+            del self.state.requests[:-1000]
 
     def _route(self, method, path, query):
         if path.startswith("/lab/"):

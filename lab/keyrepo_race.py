@@ -178,7 +178,10 @@ def watch(nodes, max_active_keys, stop_file, result_file):
     """Validators on ``nodes`` until ``stop_file`` exists (rotations are driven from outside, e.g. by Ansible);
     every rejection counts as false (``aged_out`` is not told apart: the driver rotates slowly)."""
     validators = Validators(nodes, max_active_keys)
-    while not os.path.exists(stop_file):
+    parent = os.getppid()
+    deadline = time.monotonic() + 3600
+    # Also stop when whoever started us is gone (a failed test must not leave validators spinning).
+    while not os.path.exists(stop_file) and os.getppid() == parent and time.monotonic() < deadline:
         time.sleep(0.05)
     totals = validators.finish()
     with open(result_file + ".tmp", "w") as handle:

@@ -86,6 +86,27 @@ def server_env(home):
     return env
 
 
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def in_pod(argv, workdir, identity):
+    """``argv`` run in its own mount namespace where the pod service-account files exist.
+
+    A private tmpfs over /run (inside that namespace only) holds ``token`` and ``ca.crt`` at
+    /var/run/secrets/kubernetes.io/serviceaccount, where Vault's kubernetes auth plugin looks for them; the
+    machine's own paths are never touched.  Needs root and ``unshare``.
+    """
+    source = _process.private_dir(os.path.join(workdir, "pod-serviceaccount"))
+    _process.write_private(os.path.join(source, "token"), identity["token"])
+    _process.write_private(os.path.join(source, "ca.crt"), identity["ca"])
+    run_dir = os.path.realpath("/var/run")
+    target = SERVICE_ACCOUNT_DIR.replace("/var/run", run_dir, 1)
+    script = ('mount -t tmpfs -o mode=0755 lab-pod "$1" && mkdir -p "$2" && cp "$3/token" "$3/ca.crt" "$2/" '
+              '&& shift 3 && exec "$@"')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", run_dir, target,
+            source] + list(argv)
+
+
 class OpenBaoDevServer(_process.BackgroundServer):
     """``bao server -dev`` on a free loopback port with a random root token.
 
@@ -93,16 +114,20 @@ class OpenBaoDevServer(_process.BackgroundServer):
     of the API-level modules.  Use as a context manager or call start()/stop().
     """
 
-    def __init__(self, workdir, port=None, root_token=None):
+    def __init__(self, workdir, port=None, root_token=None, pod_identity=None):
         self.workdir = _process.private_dir(workdir)
         self.port = port or _process.free_port()
         self.address = "http://127.0.0.1:%d" % self.port
         self.token = root_token or "lab-root-" + secrets.token_hex(16)
         self.log_path = os.path.join(self.workdir, "openbao.log")
+        # {"token": ..., "ca": ...}: run "in a pod" - see in_pod()
+        self.pod_identity = pod_identity
 
     def start(self, timeout=30.0):
         argv = [bao_binary(), "server", "-dev", "-dev-listen-address=127.0.0.1:%d" % self.port,
                 "-dev-root-token-id=" + self.token, "-dev-no-store-token"]
+        if self.pod_identity:
+            argv = in_pod(argv, self.workdir, self.pod_identity)
         return self.launch(argv, lambda: wait_for_health(self.address, self.proc, self.log_path, timeout=timeout),
                            env=server_env(self.workdir), cwd=self.workdir)
 

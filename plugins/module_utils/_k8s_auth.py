@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Vault/OpenBao Kubernetes auth: mount config and roles (plan pure, apply through VaultConnection), and the
+seed-003 risk assessment the upgrade preflight uses (private)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import parse_duration
+from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
+
+CONFIG_FIELDS = ("kubernetes_host", "kubernetes_ca_cert", "disable_local_ca_jwt", "issuer", "disable_iss_validation",
+                 "pem_keys")
+ROLE_LIST_FIELDS = ("bound_service_account_names", "bound_service_account_namespaces", "token_policies")
+ROLE_TTL_FIELDS = ("token_ttl", "token_max_ttl")
+
+
+def _pem(text):
+    return (text or "").strip()
+
+
+def config_view(data):
+    """The comparable part of ``auth/<mount>/config`` (Vault never returns the reviewer JWT, only whether it is set)."""
+    if data is None:
+        return None
+    view = {"kubernetes_host": data.get("kubernetes_host") or "",
+            "kubernetes_ca_cert": _pem(data.get("kubernetes_ca_cert")),
+            "disable_local_ca_jwt": bool(data.get("disable_local_ca_jwt")),
+            "issuer": data.get("issuer") or "",
+            "disable_iss_validation": bool(data.get("disable_iss_validation", True)),
+            "pem_keys": sorted(_pem(k) for k in data.get("pem_keys") or []),
+            "token_reviewer_jwt_set": bool(data.get("token_reviewer_jwt_set"))}
+    return view
+
+
+def plan_config(current, params):
+    """``(payload or None, after_view)``: what to write to ``auth/<mount>/config``."""
+    desired = dict(current or config_view({}))
+    for field in CONFIG_FIELDS:
+        value = params.get(field)
+        if value is None:
+            continue
+        if field == "kubernetes_ca_cert":
+            value = _pem(value)
+        if field == "pem_keys":
+            value = sorted(_pem(k) for k in value)
+        desired[field] = value
+    if not desired["kubernetes_host"]:
+        raise VaultModuleError("kubernetes_host is required: the API server URL of the cluster whose service "
+                               "accounts log in (for example https://green.example.com:6443)")
+    if desired["disable_local_ca_jwt"] and not desired["kubernetes_ca_cert"]:
+        raise VaultModuleError("kubernetes_ca_cert must be given when disable_local_ca_jwt is true (Vault then has "
+                               "no local CA to verify the cluster with)")
+    jwt = params.get("token_reviewer_jwt")
+    write_jwt = jwt is not None and (not (current or {}).get("token_reviewer_jwt_set")
+                                     or params.get("update_token_reviewer_jwt"))
+    desired["token_reviewer_jwt_set"] = bool(jwt) or bool((current or {}).get("token_reviewer_jwt_set"))
+    if jwt == "":
+        desired["token_reviewer_jwt_set"] = False
+        write_jwt = bool((current or {}).get("token_reviewer_jwt_set"))
+    if current is not None and desired == current and not write_jwt:
+        return None, desired
+    payload = dict((field, desired[field]) for field in CONFIG_FIELDS)
+    if not payload["pem_keys"]:
+        payload.pop("pem_keys")
+    if write_jwt:
+        payload["token_reviewer_jwt"] = jwt
+    return payload, desired
+
+
+def role_view(data):
+    if data is None:
+        return None
+    view = dict((field, sorted(data.get(field) or [])) for field in ROLE_LIST_FIELDS)
+    view.update((field, int(data.get(field) or 0)) for field in ROLE_TTL_FIELDS)
+    view["audience"] = data.get("audience") or ""
+    return view
+
+
+def plan_role(current, params):
+    desired = dict(current or role_view({}))
+    for field in ROLE_LIST_FIELDS:
+        if params.get(field) is not None:
+            desired[field] = sorted(params[field])
+    for field in ROLE_TTL_FIELDS:
+        if params.get(field) is not None:
+            desired[field] = parse_duration(params[field], field)
+    if params.get("audience") is not None:
+        desired["audience"] = params["audience"]
+    if not (desired["bound_service_account_names"] and desired["bound_service_account_namespaces"]):
+        raise VaultModuleError("bound_service_account_names and bound_service_account_namespaces are required "
+                               "(use [\"*\"] deliberately if every account may log in)")
+    if current == desired:
+        return None, desired
+    return dict(desired), desired
+
+
+# ------------------------------------------------------------------ seed 003: does a login depend on the fallback?
+def assess(config, vault_cluster_host=None, reviewer_jwt_expires_in=None, soon_seconds=7 * 86400):
+    """Risk of one kubernetes auth mount: ``(status, reasons, fix)`` with status ``ok`` or ``at risk``.
+
+    Without a reviewer JWT and with ``disable_local_ca_jwt`` false, Vault reviews a login with its *own* local
+    service-account token (Vault >= 1.9 / OpenBao).  That works only when Vault runs in the cluster the mount
+    points at; anywhere else the TokenReview is refused (401) and the login fails with 403.
+    ``vault_cluster_host``: the API server of the cluster Vault runs in (None: not in a cluster).
+    """
+    reasons = []
+    fix = None
+    if not config["token_reviewer_jwt_set"] and not config["disable_local_ca_jwt"]:
+        same_cluster = vault_cluster_host is not None and \
+            vault_cluster_host.rstrip("/") == config["kubernetes_host"].rstrip("/")
+        if not same_cluster:
+            where = "outside any cluster" if vault_cluster_host is None else "in %s" % vault_cluster_host
+            reasons.append("no token_reviewer_jwt and disable_local_ca_jwt=false: Vault reviews logins with its own "
+                           "service-account token (Vault runs %s), which %s will reject"
+                           % (where, config["kubernetes_host"]))
+            fix = {"disable_local_ca_jwt": True}
+    if config["token_reviewer_jwt_set"] and reviewer_jwt_expires_in is not None \
+            and reviewer_jwt_expires_in < soon_seconds:
+        reasons.append("the token_reviewer_jwt expires in %d s: logins fail from then on" % reviewer_jwt_expires_in)
+        fix = fix or {"token_reviewer_jwt": "a new long-lived reviewer token"}
+    return ("at risk" if reasons else "ok"), reasons, fix

@@ -1,0 +1,110 @@
+"""Seed 003 for real: OpenBao "in" cluster blue, applications in cluster green, Kubernetes auth between them.
+
+OpenBao runs in its own mount namespace where blue's service-account token and CA sit at the paths the
+kubernetes auth plugin reads (lab.openbao.in_pod); blue and green are two lab Kubernetes API servers.
+"""
+
+import uuid
+
+import hvac
+import pytest
+
+from lab import k8s_api
+from lab.kube_lab import KubeLab
+from lab.openbao import OpenBaoDevServer
+
+
+def service_account_token(server, namespace, name, audiences=None, seconds=3600):
+    state = server.state
+    namespaces = state.resource("", "namespaces")
+    try:
+        state.store.create(namespaces, None, {"metadata": {"name": namespace}})
+    except k8s_api.ApiError:
+        pass
+    try:
+        state.store.create(state.resource("", "serviceaccounts"), namespace, {"metadata": {"name": name}})
+    except k8s_api.ApiError:
+        pass
+    return state.issue_token(namespace, name, audiences, seconds)[0]
+
+
+@pytest.fixture()
+def clusters(tmp_path):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("OpenBao's pod view of the service-account paths needs a mount namespace (root)")
+    with KubeLab(str(tmp_path / "kube"), clusters=("blue", "green"), k10=False) as lab:
+        with open(os.path.join(lab.workdir, "tls", "ca.crt")) as handle:
+            lab.ca_pem = handle.read()
+        yield lab
+
+
+def vault_in(lab, cluster, tmp_path):
+    """An OpenBao dev server whose pod identity is a service account of ``cluster``."""
+    identity = {"token": service_account_token(lab.servers[cluster], "vault", "vault", seconds=86400),
+                "ca": lab.ca_pem}
+    return OpenBaoDevServer(str(tmp_path / ("bao-in-" + cluster)), pod_identity=identity)
+
+
+def configure(ansible, server, lab, mount, **config):
+    env = {"VAULT_ADDR": server.address, "VAULT_TOKEN": server.token}
+    tasks = [{"name": "auth", "keyops.lifecycle.vault_k8s_auth": dict(
+        {"mount": mount, "kubernetes_host": lab.servers["green"].address, "kubernetes_ca_cert": lab.ca_pem},
+        **config)},
+        {"name": "role", "keyops.lifecycle.vault_k8s_auth_role": {
+            "mount": mount, "name": "apps", "bound_service_account_names": ["app"],
+            "bound_service_account_namespaces": ["payments"], "token_policies": ["default"], "token_ttl": "10m"}}]
+    return ansible(tasks, env=env, diff=True, expect_rc=0)
+
+
+def green_login(server, lab, mount):
+    jwt = service_account_token(lab.servers["green"], "payments", "app", seconds=600)
+    client = hvac.Client(url=server.address)
+    try:
+        return client.auth.kubernetes.login(role="apps", jwt=jwt, mount_point=mount)["auth"]["client_token"], None
+    except hvac.exceptions.VaultError as exc:
+        return None, exc
+
+
+def test_seed_003_cross_cluster_login_breaks_without_reviewer_jwt(ansible, clusters, tmp_path):
+    with vault_in(clusters, "blue", tmp_path) as server:
+        mount = "kubernetes-green-" + uuid.uuid4().hex[:6]
+        first = configure(ansible, server, clusters, mount)
+        assert first.task("auth")["config"]["token_reviewer_jwt_set"] is False
+        assert first.task("auth")["config"]["disable_local_ca_jwt"] is False
+        token, error = green_login(server, clusters, mount)
+        # OpenBao: 403 permission denied, nothing more for the pod - exactly the seed
+        assert token is None and isinstance(error, hvac.exceptions.Forbidden), error
+        # ...because green's TokenReview API saw blue's service-account token and refused it
+        reviews = [r for r in clusters.servers["green"].state.requests if r["path"].endswith("/tokenreviews")]
+        assert reviews and reviews[-1]["code"] == 401 and "system:serviceaccount:vault:vault" in reviews[-1]["caller"]
+
+        fixed = configure(ansible, server, clusters, mount, disable_local_ca_jwt=True)
+        assert fixed.task("auth")["changed"] is True
+        assert fixed.task("auth")["diff"]["after"]["disable_local_ca_jwt"] is True
+        token, error = green_login(server, clusters, mount)
+        assert token and error is None
+        reviews = [r for r in clusters.servers["green"].state.requests if r["path"].endswith("/tokenreviews")]
+        assert reviews[-1]["code"] == 201 and "system:serviceaccount:payments:app" in reviews[-1]["caller"]
+        assert configure(ansible, server, clusters, mount, disable_local_ca_jwt=True).task("auth")["changed"] is False
+
+
+def test_same_cluster_works_which_is_why_a_sandbox_never_sees_it(ansible, clusters, tmp_path):
+    with vault_in(clusters, "green", tmp_path) as server:
+        mount = "kubernetes-" + uuid.uuid4().hex[:6]
+        configure(ansible, server, clusters, mount)
+        token, error = green_login(server, clusters, mount)
+        assert token and error is None, error
+
+
+def test_reviewer_jwt_is_never_shown_and_only_reported_as_set(ansible, clusters, tmp_path):
+    with vault_in(clusters, "blue", tmp_path) as server:
+        mount = "kubernetes-green-" + uuid.uuid4().hex[:6]
+        reviewer = service_account_token(clusters.servers["green"], "kube-system", "vault-reviewer", seconds=86400)
+        run = configure(ansible, server, clusters, mount, token_reviewer_jwt=reviewer)
+        assert run.task("auth")["config"]["token_reviewer_jwt_set"] is True and reviewer not in run.output
+        token, error = green_login(server, clusters, mount)
+        assert token and error is None, error
+        again = configure(ansible, server, clusters, mount, token_reviewer_jwt=reviewer)
+        assert again.task("auth")["changed"] is False  # Vault cannot say whether it differs: not rewritten
