@@ -122,3 +122,83 @@ def assess(config, vault_cluster_host=None, reviewer_jwt_expires_in=None, soon_s
         reasons.append("the token_reviewer_jwt expires in %d s: logins fail from then on" % reviewer_jwt_expires_in)
         fix = fix or {"token_reviewer_jwt": "a new long-lived reviewer token"}
     return ("at risk" if reasons else "ok"), reasons, fix
+
+
+def issuer_mismatch(config, token_issuer):
+    """A mount that validates ``iss`` against another issuer than the cluster's tokens carry."""
+    if config["disable_iss_validation"] or not config["issuer"] or not token_issuer:
+        return None
+    if config["issuer"] != token_issuer:
+        return ("the mount validates iss=%r but the cluster's service-account tokens carry iss=%r: every login fails"
+                % (config["issuer"], token_issuer))
+    return None
+
+
+# ------------------------------------------------------------------ seal/storage against a target version
+# (seal or storage type, first version without it built in, what to do instead)
+REMOVED = {
+    "openbao": [
+        ("seal", "awskms", (2, 7, 0), "OpenBao 2.7 dropped the built-in awskms seal: configure the awskms KMS plugin "
+                                     "(plugin_directory + the seal's plugin stanza) before upgrading, or the server "
+                                     "comes up sealed"),
+    ],
+}
+
+
+def parse_version(text):
+    parts = []
+    for piece in str(text).lstrip("v").split("-")[0].split(".")[:3]:
+        parts.append(int(piece) if piece.isdigit() else 0)
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def config_stanzas(hcl):
+    """``[(kind, type, body)]`` of the top-level seal and storage stanzas of a server config (HCL, comments off)."""
+    import re  # pylint: disable=import-outside-toplevel
+
+    text = re.sub(r"(?m)^\s*(#|//).*$", "", hcl or "")
+    found = []
+    for match in re.finditer(r'(?m)^\s*(seal|storage)\s+"([\w-]+)"\s*\{', text):
+        depth, index = 1, match.end()
+        while depth and index < len(text):
+            depth += {"{": 1, "}": -1}.get(text[index], 0)
+            index += 1
+        found.append((match.group(1), match.group(2), text[match.end():index - 1]))
+    return found
+
+
+def seal_storage_findings(hcl, current_version, target_version, flavor="openbao"):
+    """``(status, findings)``: ``broken`` when the target version lacks a seal/storage this config uses built in."""
+    findings = []
+    target, current = parse_version(target_version), parse_version(current_version)
+    for kind, kind_type, body in config_stanzas(hcl):
+        for removed_kind, removed_type, since, advice in REMOVED.get(flavor, []):
+            uses_plugin = "plugin" in body
+            if kind == removed_kind and kind_type == removed_type and target >= since > current and not uses_plugin:
+                findings.append("%s \"%s\": %s" % (kind, kind_type, advice))
+    return ("broken" if findings else "ok"), findings
+
+
+def preflight_report(mounts, probes=None):
+    """Per mount: ``ok`` / ``at risk`` / ``broken`` with reasons and the exact fix, from the static assessment
+    (vault_k8s_auth_info) and the real logins (vault_k8s_auth_probe results, optional)."""
+    by_mount = {}
+    for probe in probes or []:
+        item = probe.get("item") or probe.get("vault_upgrade_preflight_probe") or {}
+        by_mount.setdefault(item.get("mount", "kubernetes"), []).append(probe)
+    report = []
+    for entry in mounts:
+        status, reasons, fix = entry["status"], list(entry["reasons"]), entry["fix"]
+        for probe in by_mount.get(entry["mount"], []):
+            mismatch = issuer_mismatch(entry["config"], probe.get("token_issuer"))
+            if mismatch:
+                reasons.append(mismatch)
+                fix = fix or {"disable_iss_validation": True}
+            if probe.get("failed") or probe.get("login") == "failed":
+                status = "broken"
+                reasons.append("a real login failed: %s" % (probe.get("error") or probe.get("msg")))
+            elif mismatch and status == "ok":
+                status = "at risk"
+        report.append({"mount": entry["mount"], "status": status, "reasons": reasons, "fix": fix,
+                       "probed": bool(by_mount.get(entry["mount"]))})
+    return report

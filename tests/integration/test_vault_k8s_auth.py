@@ -108,3 +108,47 @@ def test_reviewer_jwt_is_never_shown_and_only_reported_as_set(ansible, clusters,
         assert token and error is None, error
         again = configure(ansible, server, clusters, mount, token_reviewer_jwt=reviewer)
         assert again.task("auth")["changed"] is False  # Vault cannot say whether it differs: not rewritten
+
+
+def preflight(ansible, server, clusters, mount, fix, cluster_host=None, expect_rc=None):
+    service_account_token(clusters.servers["green"], "payments", "app")  # the probe's test account exists
+    probe = {"mount": mount, "role": "apps", "service_account": "app", "service_account_namespace": "payments",
+             "kubeconfig": clusters.kubeconfig_path, "context": "lab-green"}
+    role_vars = {"vault_upgrade_preflight_probes": [probe], "vault_upgrade_preflight_fix": fix}
+    if cluster_host:
+        role_vars["vault_upgrade_preflight_cluster_host"] = cluster_host
+    tasks = [{"name": "preflight", "ansible.builtin.include_role": {"name": "keyops.lifecycle.vault_upgrade_preflight"},
+              "vars": role_vars},
+             {"name": "report", "ansible.builtin.debug": {"var": "vault_upgrade_preflight_k8s_auth"}}]
+    return ansible(tasks, env={"VAULT_ADDR": server.address, "VAULT_TOKEN": server.token}, expect_rc=expect_rc)
+
+
+def test_preflight_flags_proves_and_fixes(ansible, clusters, tmp_path):
+    with vault_in(clusters, "blue", tmp_path) as server:
+        mount = "kubernetes-green-" + uuid.uuid4().hex[:6]
+        configure(ansible, server, clusters, mount)
+        blue = clusters.servers["blue"].address
+        # without a login: the configuration alone says it depends on the fallback
+        info = ansible([{"name": "info", "keyops.lifecycle.vault_k8s_auth_info": {"vault_cluster_host": blue}}],
+                       env={"VAULT_ADDR": server.address, "VAULT_TOKEN": server.token}, expect_rc=0).task("info")
+        (entry,) = [m for m in info["mounts"] if m["mount"] == mount]
+        assert entry["status"] == "at risk" and entry["fix"] == {"disable_local_ca_jwt": True}
+
+        flagged = preflight(ansible, server, clusters, mount, fix=False, cluster_host=blue)
+        assert flagged.rc != 0, flagged.output
+        assert "is broken" in flagged.output and "a real login failed" in flagged.output, flagged.output
+        fixed = preflight(ansible, server, clusters, mount, fix=True, cluster_host=blue, expect_rc=0)
+        (report,) = [m for m in fixed.task("report")["vault_upgrade_preflight_k8s_auth"] if m["mount"] == mount]
+        assert report["status"] == "ok" and report["probed"] is True
+        token, error = green_login(server, clusters, mount)
+        assert token and error is None
+
+
+def test_preflight_same_cluster_is_ok(ansible, clusters, tmp_path):
+    with vault_in(clusters, "green", tmp_path) as server:
+        mount = "kubernetes-" + uuid.uuid4().hex[:6]
+        configure(ansible, server, clusters, mount)
+        run = preflight(ansible, server, clusters, mount, fix=False, cluster_host=clusters.servers["green"].address,
+                        expect_rc=0)
+        (report,) = [m for m in run.task("report")["vault_upgrade_preflight_k8s_auth"] if m["mount"] == mount]
+        assert report["status"] == "ok"

@@ -1,0 +1,22 @@
+# -*- coding: utf-8 -*-
+# Copyright: keyops.lifecycle contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters behind the vault_upgrade_preflight role; the logic lives in module_utils/_k8s_auth.py."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _k8s_auth
+
+
+def seal_storage(config_text, current_version, target_version, flavor="openbao"):
+    status, findings = _k8s_auth.seal_storage_findings(config_text, current_version, target_version, flavor)
+    return {"status": status, "findings": findings, "current_version": current_version,
+            "target_version": target_version}
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"vault_preflight_report": _k8s_auth.preflight_report,
+                "vault_preflight_seal_storage": seal_storage}
