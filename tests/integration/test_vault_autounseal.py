@@ -80,6 +80,27 @@ def test_awskms_seal_on_moto_with_openbao_262(tmp_path):
             client = hvac.Client(url=lab_install.server_address(data), token=keys["root_token"])
             status = client.sys.read_seal_status()
             assert status["type"] == "awskms" and status["version"] == "2.6.2" and not status["sealed"]
+            preflight_seal_check(tmp_path, data, keys["root_token"])
             crash_and_reinstall(tmp_path, data)
         finally:
             lab_install.stop_server(data)
+
+
+def preflight_seal_check(tmp_path, data, root_token):
+    """The upgrade preflight on this 2.6.2 server: built-in awskms seal -> broken for 2.7.x, ok for 2.6.x."""
+    config_file = os.path.join(data["vault_config_dir"], "openbao.hcl")
+    env = {"VAULT_ADDR": lab_install.server_address(data), "VAULT_TOKEN": root_token}
+    for target, expected in (("2.7.2", "broken"), ("2.6.1", "ok")):
+        playbook = tmp_path / ("preflight-%s.yml" % target)
+        playbook.write_text(json.dumps([{"name": "preflight", "hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "preflight", "ansible.builtin.include_role": {"name": "keyops.lifecycle.vault_upgrade_preflight"},
+             "vars": {"vault_upgrade_preflight_target_version": target,
+                      "vault_upgrade_preflight_config_file": config_file, "vault_upgrade_preflight_fail": False}},
+            {"name": "report", "ansible.builtin.debug": {"var": "vault_upgrade_preflight_seal_storage"}}]}]))
+        inventory = tmp_path / "hosts.ini"
+        run = ansible_playbook(playbook, tmp_path / ("preflight-%s.jsonl" % target), inventory=str(inventory),
+                               env=env, expect_rc=0)
+        report = run.task("report")["vault_upgrade_preflight_seal_storage"]
+        assert report["status"] == expected and report["current_version"] == "2.6.2", report
+        if expected == "broken":
+            assert "awskms" in report["findings"][0] and "KMS plugin" in report["findings"][0]
