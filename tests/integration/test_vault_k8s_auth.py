@@ -4,6 +4,7 @@ OpenBao runs in its own mount namespace where blue's service-account token and C
 kubernetes auth plugin reads (lab.openbao.in_pod); blue and green are two lab Kubernetes API servers.
 """
 
+import os
 import uuid
 
 import hvac
@@ -152,3 +153,29 @@ def test_preflight_same_cluster_is_ok(ansible, clusters, tmp_path):
                         expect_rc=0)
         (report,) = [m for m in run.task("report")["vault_upgrade_preflight_k8s_auth"] if m["mount"] == mount]
         assert report["status"] == "ok"
+
+
+def test_collection_modules_log_in_with_kubernetes_auth(ansible, clusters, tmp_path, vault_client=None):
+    """auth_method: kubernetes in the collection's own client - what an AWX job in a cluster uses."""
+    with vault_in(clusters, "green", tmp_path) as server:
+        mount = "kubernetes-" + uuid.uuid4().hex[:6]
+        admin = hvac.Client(url=server.address, token=server.token)
+        admin.sys.create_or_update_policy("read-auth", 'path "sys/auth" { capabilities = ["read"] }\n'
+                                                       'path "auth/+/config" { capabilities = ["read"] }\n'
+                                                       'path "sys/health" { capabilities = ["read"] }')
+        configure(ansible, server, clusters, mount)
+        admin.write("auth/%s/role/apps" % mount, bound_service_account_names=["app"],
+                    bound_service_account_namespaces=["payments"], token_policies=["read-auth"], token_ttl=600)
+        jwt_file = tmp_path / "pod-token"
+        jwt_file.write_text(service_account_token(clusters.servers["green"], "payments", "app"))
+        os.chmod(str(jwt_file), 0o600)
+        task = {"name": "info", "keyops.lifecycle.vault_k8s_auth_info": {
+            "auth_method": "kubernetes", "auth_mount_point": mount, "kubernetes_role": "apps",
+            "kubernetes_jwt_file": str(jwt_file)}}
+        run = ansible([task], env={"VAULT_ADDR": server.address, "VAULT_TOKEN": ""}, verbosity=3, expect_rc=0)
+        assert mount in [m["mount"] for m in run.task("info")["mounts"]]
+        assert jwt_file.read_text() not in run.output
+        wrong = dict(task["keyops.lifecycle.vault_k8s_auth_info"], kubernetes_role="nope")
+        refused = ansible([{"name": "info", "keyops.lifecycle.vault_k8s_auth_info": wrong}],
+                          env={"VAULT_ADDR": server.address, "VAULT_TOKEN": ""})
+        assert refused.rc != 0 and "kubernetes" in refused.task("info")["msg"]
