@@ -29,7 +29,7 @@ def race(tmp_path, protocol, rotations, **extra):
 
 
 def test_our_protocol_has_no_false_rejections_over_1000_rotations(tmp_path):
-    ours = race(tmp_path, "ours", 1000, settle_seconds=0.02)
+    ours = race(tmp_path, "ours", 1000, settle_seconds=0.05)
     assert ours["rotations"] == 1000 and ours["validations"] > 10000
     assert ours["false_rejections"] == 0 and ours["issue_failures"] == 0 and ours["consistent"] is True
     assert ours["primary_index"] == 1001

@@ -179,3 +179,17 @@ def test_collection_modules_log_in_with_kubernetes_auth(ansible, clusters, tmp_p
         refused = ansible([{"name": "info", "keyops.lifecycle.vault_k8s_auth_info": wrong}],
                           env={"VAULT_ADDR": server.address, "VAULT_TOKEN": ""})
         assert refused.rc != 0 and "kubernetes" in refused.task("info")["msg"]
+
+
+def test_check_mode_changes_nothing(ansible, clusters, tmp_path):
+    with vault_in(clusters, "blue", tmp_path) as server:
+        mount = "kubernetes-check-" + uuid.uuid4().hex[:6]
+        env = {"VAULT_ADDR": server.address, "VAULT_TOKEN": server.token}
+        task = {"name": "auth", "keyops.lifecycle.vault_k8s_auth": {
+            "mount": mount, "kubernetes_host": clusters.servers["green"].address,
+            "kubernetes_ca_cert": clusters.ca_pem, "disable_local_ca_jwt": True}}
+        check = ansible([task], env=env, check=True, diff=True, expect_rc=0).task("auth")
+        assert check["changed"] is True and check["actions"][0] == "enable kubernetes auth at %s" % mount
+        assert mount + "/" not in hvac.Client(url=server.address, token=server.token).sys.list_auth_methods()["data"]
+        assert ansible([task], env=env, expect_rc=0).task("auth")["changed"] is True
+        assert ansible([task], env=env, check=True, expect_rc=0).task("auth")["changed"] is False
