@@ -124,6 +124,22 @@ def assess(config, vault_cluster_host=None, reviewer_jwt_expires_in=None, soon_s
     return ("at risk" if reasons else "ok"), reasons, fix
 
 
+def seconds_left(jwt, now=None):
+    """Seconds until a JWT's ``exp`` (unverified: only its lifetime is wanted); None without ``exp``."""
+    import base64  # pylint: disable=import-outside-toplevel
+    import json  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    try:
+        payload = jwt.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, AttributeError):
+        raise VaultModuleError("a reviewer JWT given in reviewer_jwts is not a JWT")
+    if "exp" not in claims:
+        return None
+    return int(claims["exp"] - (now if now is not None else time.time()))
+
+
 def issuer_mismatch(config, token_issuer):
     """A mount that validates ``iss`` against another issuer than the cluster's tokens carry."""
     if config["disable_iss_validation"] or not config["issuer"] or not token_issuer:

@@ -32,6 +32,14 @@ options:
     description:
       - API server URL of the cluster Vault itself runs in; omit when Vault runs outside Kubernetes.
     type: str
+  reviewer_jwts:
+    description:
+      - Mount -> the reviewer JWT configured there (Vault never returns it), to check when it expires. Never logged.
+    type: dict
+  expiry_warning:
+    description: A reviewer JWT expiring within this many seconds makes its mount V(at risk).
+    type: int
+    default: 604800
 author:
   - keyops developers (@keyops)
 """
@@ -65,6 +73,8 @@ def main():
     module = AnsibleModule(argument_spec=vault_argument_spec(
         mounts=dict(type="list", elements="str"),
         vault_cluster_host=dict(type="str"),
+        reviewer_jwts=dict(type="dict", no_log=True),
+        expiry_warning=dict(type="int", default=604800),
     ), supports_check_mode=True)
 
     def work(connection):
@@ -80,7 +90,10 @@ def main():
         results = []
         for mount in wanted or mounts:
             config = _k8s_auth.config_view(connection.read("auth/%s/config" % mount) or {})
-            status, reasons, fix = _k8s_auth.assess(config, module.params["vault_cluster_host"])
+            jwt = (module.params["reviewer_jwts"] or {}).get(mount)
+            status, reasons, fix = _k8s_auth.assess(config, module.params["vault_cluster_host"],
+                                                    _k8s_auth.seconds_left(jwt) if jwt else None,
+                                                    module.params["expiry_warning"])
             results.append(dict(mount=mount, config=config, status=status, reasons=reasons, fix=fix))
         health = connection.request("GET", "sys/health?standbyok=true&perfstandbyok=true", capability="read")
         return dict(changed=False, mounts=results, server_version=health.get("version"))

@@ -109,6 +109,12 @@ def test_reviewer_jwt_is_never_shown_and_only_reported_as_set(ansible, clusters,
         assert token and error is None, error
         again = configure(ansible, server, clusters, mount, token_reviewer_jwt=reviewer)
         assert again.task("auth")["changed"] is False  # Vault cannot say whether it differs: not rewritten
+        # the reviewer token lives one day: flagged when the warning horizon is a week
+        info = ansible([{"name": "info", "keyops.lifecycle.vault_k8s_auth_info": {
+            "mounts": [mount], "reviewer_jwts": {mount: reviewer}}}],
+            env={"VAULT_ADDR": server.address, "VAULT_TOKEN": server.token}, verbosity=3, expect_rc=0)
+        (entry,) = info.task("info")["mounts"]
+        assert entry["status"] == "at risk" and "expires in" in entry["reasons"][0] and reviewer not in info.output
 
 
 def preflight(ansible, server, clusters, mount, fix, cluster_host=None, expect_rc=None):

@@ -79,3 +79,19 @@ def test_seal_storage_findings():
     with_plugin = HCL.replace('kms_key_id = "k"', 'plugin = "awskms"')
     assert ka.seal_storage_findings(with_plugin, "2.6.2", "2.7.0")[0] == "ok"
     assert ka.parse_version("v2.7.2-beta") == (2, 7, 2)
+
+
+def test_reviewer_jwt_expiry():
+    import base64
+    import json
+
+    def jwt(claims):
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+        return "e30." + body + ".sig"
+
+    assert ka.seconds_left(jwt({"exp": 1000}), now=400) == 600
+    assert ka.seconds_left(jwt({"sub": "x"})) is None
+    with pytest.raises(VaultModuleError, match="not a JWT"):
+        ka.seconds_left("nope")
+    status, reasons, _fix = ka.assess(config(token_reviewer_jwt_set=True), None, reviewer_jwt_expires_in=3600)
+    assert status == "at risk" and "expires in 3600 s" in reasons[0]
