@@ -367,7 +367,7 @@ def run_keyrepo(module):
     uid, gid = _ids(module)
     repo = KeyRepo(params["path"], uid, gid)
     keys = repo.read()
-    if not keys and params["state"] not in ("present", "synced", "info"):
+    if not keys and params["state"] not in ("present", "synced"):
         raise KeyRepoError("%s holds no keys: set it up first (state=present, or the keyrepo role)" % params["path"])
     actions, materials = plan_state(params, keys)
     after = predict(keys, actions, materials)
@@ -376,7 +376,7 @@ def run_keyrepo(module):
         repo.clean_temps()
         repo.apply(actions, materials, params.get("settle_seconds") or 0)
         after = repo.read()
-    elif repo.exists() and not module.check_mode and params["state"] != "info":
+    elif repo.exists() and not module.check_mode:
         repo.clean_temps()  # leftovers of an interrupted run; keystone ignores them, tidy anyway
     result = describe(after)
     result.update(changed=bool(actions), actions=[action_text(verb, index) for verb, index in actions],

@@ -60,10 +60,10 @@ options:
         staged key's fingerprint is O(expect_staged). Idempotent, and completes a promotion a crash interrupted.
       - V(purged) removes the lowest keys beyond O(max_active_keys) (never the staged or the primary key).
       - V(synced) adds the keys of O(sync_keys) this node lacks, never removing one (reconciliation after a crash).
-      - V(info) only reports.
+      - To only read a repository, use M(keyops.lifecycle.keyrepo_info).
     type: str
-    choices: [present, rotated, staged, promoted, purged, synced, info]
-    default: info
+    choices: [present, rotated, staged, promoted, purged, synced]
+    required: true
   staged_key:
     description: The key to stage (O(state=staged)). Never logged.
     type: str
@@ -107,10 +107,12 @@ EXAMPLES = r"""
     group: keystone
     state: rotated
 
-- name: What the repository holds
+- name: Set up an empty repository like keystone-manage fernet_setup
   keyops.lifecycle.keyrepo_rotate:
     path: /etc/keystone/fernet-keys
-  register: fernet
+    owner: keystone
+    group: keystone
+    state: present
 """
 
 RETURN = r"""
@@ -151,8 +153,8 @@ def main():
         group=dict(type="str"),
         max_active_keys=dict(type="int", default=3, no_log=False),
         repo_type=dict(type="str", default="fernet", choices=["fernet", "credential", "receipt"]),
-        state=dict(type="str", default="info",
-                   choices=["present", "rotated", "staged", "promoted", "purged", "synced", "info"]),
+        state=dict(type="str", required=True,
+                   choices=["present", "rotated", "staged", "promoted", "purged", "synced"]),
         staged_key=dict(type="str", no_log=True),
         expect_staged=dict(type="str", no_log=False),
         new_staged_key=dict(type="str", no_log=True),

@@ -38,7 +38,8 @@ def test_keystone_accepts_what_we_write_and_we_accept_keystones(ansible, tmp_pat
     # keystone's own fernet_setup + fernet_rotate; our module reads it and rotates it
     assert conf.manage("fernet_setup").returncode == 0
     assert conf.manage("fernet_rotate").returncode == 0
-    info = ansible([task("info", path=conf.fernet)], expect_rc=0).task("info")
+    info = ansible([{"name": "info", "keyops.lifecycle.keyrepo_info": {"path": conf.fernet}}],
+                   expect_rc=0).task("info")
     assert [k["index"] for k in info["keys"]] == [0, 1, 2] and info["mode_problems"] == []
     again = ansible([task("rotate", path=conf.fernet, state="rotated", settle_seconds=0)], expect_rc=0)
     assert listing(conf.fernet) == [0, 2, 3] and again.task("rotate")["primary_index"] == 3
@@ -51,7 +52,8 @@ def test_credential_repository(ansible, tmp_path):
     conf = KeystoneConfig(str(tmp_path / "ks"))
     result = conf.manage("credential_setup")
     assert result.returncode == 0, result.stderr
-    too_many = ansible([task("cred", path=conf.credential, repo_type="credential", max_active_keys=4)])
+    too_many = ansible([task("cred", path=conf.credential, repo_type="credential", max_active_keys=4,
+                             state="purged")])
     assert too_many.rc != 0 and "at most 3 keys" in too_many.task("cred")["msg"]
     rotated = ansible([task("cred", path=conf.credential, repo_type="credential", state="rotated",
                             settle_seconds=0, keystone_manage="/nonexistent/keystone-manage")], expect_rc=0)
@@ -104,7 +106,7 @@ def test_stage_promote_purge_sync_check_mode_and_secrecy(ansible, tmp_path):
     os.makedirs(broken)
     with open(os.path.join(broken, "1"), "w") as handle:
         handle.write("not a key")
-    bad = ansible([task("info", path=broken)])
+    bad = ansible([{"name": "info", "keyops.lifecycle.keyrepo_info": {"path": broken}}])
     assert bad.rc != 0 and "is not a Fernet key" in bad.task("info")["msg"] and "Traceback" not in bad.output
     empty = ansible([task("promote", path=str(tmp_path / "none"), state="purged")])
     assert empty.rc != 0 and "holds no keys" in empty.task("promote")["msg"]
