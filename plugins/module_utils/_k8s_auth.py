@@ -154,16 +154,16 @@ def issuer_mismatch(config, token_issuer):
 # (seal or storage type, first version without it built in, what to do instead)
 REMOVED = {
     "openbao": [
-        ("seal", "awskms", (2, 7, 0), "OpenBao 2.7 dropped the built-in awskms seal: configure the awskms KMS plugin "
-                                     "(plugin_directory + the seal's plugin stanza) before upgrading, or the server "
-                                     "comes up sealed"),
+        ("seal", "awskms", (2, 7, 0),
+         "OpenBao 2.7 dropped the built-in awskms seal: configure the awskms KMS plugin (plugin_directory + the "
+         "seal's plugin stanza) before upgrading, or the server comes up sealed"),
     ],
 }
 
 
 def parse_version(text):
     parts = []
-    for piece in str(text).lstrip("v").split("-")[0].split(".")[:3]:
+    for piece in str(text).lstrip("v").split("-", 1)[0].split(".")[:3]:
         parts.append(int(piece) if piece.isdigit() else 0)
     return tuple(parts + [0] * (3 - len(parts)))
 

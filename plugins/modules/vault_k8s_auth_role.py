@@ -90,9 +90,9 @@ def main():
         bound_service_account_names=dict(type="list", elements="str"),
         bound_service_account_namespaces=dict(type="list", elements="str"),
         audience=dict(type="str"),
-        token_policies=dict(type="list", elements="str"),
-        token_ttl=dict(type="str"),
-        token_max_ttl=dict(type="str"),
+        token_policies=dict(type="list", elements="str", no_log=False),
+        token_ttl=dict(type="str", no_log=False),
+        token_max_ttl=dict(type="str", no_log=False),
     ), supports_check_mode=True)
     path = "auth/%s/role/%s" % (module.params["mount"].strip("/"), module.params["name"])
 
