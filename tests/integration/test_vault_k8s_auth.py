@@ -5,6 +5,7 @@ kubernetes auth plugin reads (lab.openbao.in_pod); blue and green are two lab Ku
 """
 
 import os
+import time
 import uuid
 
 import hvac
@@ -68,6 +69,17 @@ def green_login(server, lab, mount):
         return None, exc
 
 
+def wait_for_review(clusters, code, caller, timeout=5):
+    """A TokenReview answered ``code`` for ``caller`` in green's request log (written just after the answer)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r["path"].endswith("/tokenreviews") and r["code"] == code and caller in r["caller"]
+               for r in clusters.servers["green"].state.requests):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_seed_003_cross_cluster_login_breaks_without_reviewer_jwt(ansible, clusters, tmp_path):
     with vault_in(clusters, "blue", tmp_path) as server:
         mount = "kubernetes-green-" + uuid.uuid4().hex[:6]
@@ -78,16 +90,14 @@ def test_seed_003_cross_cluster_login_breaks_without_reviewer_jwt(ansible, clust
         # OpenBao: 403 permission denied, nothing more for the pod - exactly the seed
         assert token is None and isinstance(error, hvac.exceptions.Forbidden), error
         # ...because green's TokenReview API saw blue's service-account token and refused it
-        reviews = [r for r in clusters.servers["green"].state.requests if r["path"].endswith("/tokenreviews")]
-        assert reviews and reviews[-1]["code"] == 401 and "system:serviceaccount:vault:vault" in reviews[-1]["caller"]
+        assert wait_for_review(clusters, 401, "system:serviceaccount:vault:vault")
 
         fixed = configure(ansible, server, clusters, mount, disable_local_ca_jwt=True)
         assert fixed.task("auth")["changed"] is True
         assert fixed.task("auth")["diff"]["after"]["disable_local_ca_jwt"] is True
         token, error = green_login(server, clusters, mount)
         assert token and error is None
-        reviews = [r for r in clusters.servers["green"].state.requests if r["path"].endswith("/tokenreviews")]
-        assert reviews[-1]["code"] == 201 and "system:serviceaccount:payments:app" in reviews[-1]["caller"]
+        assert wait_for_review(clusters, 201, "system:serviceaccount:payments:app")
         assert configure(ansible, server, clusters, mount, disable_local_ca_jwt=True).task("auth")["changed"] is False
 
 
