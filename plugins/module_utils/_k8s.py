@@ -46,6 +46,13 @@ K8S_CONNECTION_ARGSPEC = dict(
     retries=dict(type="int", default=3),
 )
 
+# For modules in the Vault action group, whose own ca_cert/validate_certs/retries/timeout are Vault's.
+KUBE_OPTIONS_FOR_VAULT_MODULES = dict(
+    dict((name, K8S_CONNECTION_ARGSPEC[name]) for name in ("kubeconfig", "context", "host", "api_key")),
+    kube_ca_cert=dict(type="path", fallback=(env_fallback, ["K8S_AUTH_SSL_CA_CERT"])),
+    kube_validate_certs=dict(type="bool", fallback=(env_fallback, ["K8S_AUTH_VERIFY_SSL"])),
+)
+
 IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
@@ -204,6 +211,13 @@ class K8sClient:
                     self.sleep(min(2 ** attempt * 0.25, 5))
                     continue
                 raise K8sModuleError(explain(0, str(exc), verb, what, self.host), status=0)
+
+
+def client_for_vault_module(params):
+    """A K8sClient from the KUBE_OPTIONS_FOR_VAULT_MODULES of a Vault-group module."""
+    kube = dict((name, params.get(name)) for name in ("kubeconfig", "context", "host", "api_key"))
+    kube.update(ca_cert=params.get("kube_ca_cert"), validate_certs=params.get("kube_validate_certs"))
+    return K8sClient.from_params(kube)
 
 
 def resource_path(group, version, plural, namespace=None, name=None, subresource=None):

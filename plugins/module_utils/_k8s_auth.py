@@ -8,6 +8,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
+import json
+import re
+import time
+
 from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import parse_duration
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
 
@@ -19,6 +24,13 @@ ROLE_TTL_FIELDS = ("token_ttl", "token_max_ttl")
 
 def _pem(text):
     return (text or "").strip()
+
+
+def auth_mounts(connection):
+    """``{path: type}`` of every auth mount (paths without the trailing slash)."""
+    answer = connection.request("GET", "sys/auth", capability="read")
+    table = answer.get("data") or answer
+    return dict((path.strip("/"), entry.get("type")) for path, entry in table.items() if isinstance(entry, dict))
 
 
 def config_view(data):
@@ -124,16 +136,20 @@ def assess(config, vault_cluster_host=None, reviewer_jwt_expires_in=None, soon_s
     return ("at risk" if reasons else "ok"), reasons, fix
 
 
-def seconds_left(jwt, now=None):
-    """Seconds until a JWT's ``exp`` (unverified: only its lifetime is wanted); None without ``exp``."""
-    import base64  # pylint: disable=import-outside-toplevel
-    import json  # pylint: disable=import-outside-toplevel
-    import time  # pylint: disable=import-outside-toplevel
-
+def jwt_claims(jwt):
+    """The claims of a JWT, unverified - only to read its issuer or lifetime; {} when it is not a JWT."""
     try:
         payload = jwt.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except (IndexError, ValueError, AttributeError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def seconds_left(jwt, now=None):
+    """Seconds until a JWT's ``exp``; None without ``exp``."""
+    claims = jwt_claims(jwt)
+    if not claims:
         raise VaultModuleError("a reviewer JWT given in reviewer_jwts is not a JWT")
     if "exp" not in claims:
         return None
@@ -170,8 +186,6 @@ def parse_version(text):
 
 def config_stanzas(hcl):
     """``[(kind, type, body)]`` of the top-level seal and storage stanzas of a server config (HCL, comments off)."""
-    import re  # pylint: disable=import-outside-toplevel
-
     text = re.sub(r"(?m)^\s*(#|//).*$", "", hcl or "")
     found = []
     for match in re.finditer(r'(?m)^\s*(seal|storage)\s+"([\w-]+)"\s*\{', text):

@@ -345,4 +345,6 @@ def run_vault_module(module, work, login=True):
         result = work(connection)
     except VaultModuleError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    if not getattr(module, "_diff", False):  # work may always return a diff; shown only with --diff
+        result.pop("diff", None)
     module.exit_json(**result)

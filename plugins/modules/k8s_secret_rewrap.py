@@ -95,11 +95,9 @@ min_version_in_use:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._k8s import (
-    K8S_CONNECTION_ARGSPEC, K8sClient, K8sModuleError)
+    KUBE_OPTIONS_FOR_VAULT_MODULES, K8sModuleError, client_for_vault_module)
 from ansible_collections.keyops.lifecycle.plugins.module_utils._secret_rewrap import rewrap_secret
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import run_vault_module, vault_argument_spec
-
-KUBE_OPTIONS = dict((name, K8S_CONNECTION_ARGSPEC[name]) for name in ("kubeconfig", "context", "host", "api_key"))
 
 
 def main():
@@ -109,16 +107,11 @@ def main():
         secret=dict(type="str", required=True, no_log=False),
         secret_namespace=dict(type="str", default="default", no_log=False),
         data_keys=dict(type="list", elements="str", no_log=False),
-        kube_ca_cert=dict(type="path", fallback=K8S_CONNECTION_ARGSPEC["ca_cert"]["fallback"]),
-        kube_validate_certs=dict(type="bool", fallback=K8S_CONNECTION_ARGSPEC["validate_certs"]["fallback"]),
-        **KUBE_OPTIONS), supports_check_mode=True)
+        **KUBE_OPTIONS_FOR_VAULT_MODULES), supports_check_mode=True)
 
     def work(vault):
-        params = module.params
-        kube_params = dict((name, params[name]) for name in KUBE_OPTIONS)
-        kube_params.update(ca_cert=params["kube_ca_cert"], validate_certs=params["kube_validate_certs"])
         try:
-            return rewrap_secret(vault, K8sClient.from_params(kube_params), params, module.check_mode)
+            return rewrap_secret(vault, client_for_vault_module(module.params), module.params, module.check_mode)
         except K8sModuleError as exc:
             module.fail_json(msg=exc.msg, **exc.details)
 

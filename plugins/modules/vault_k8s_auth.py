@@ -95,31 +95,27 @@ def main():
     mount = module.params["mount"].strip("/")
 
     def work(connection):
-        auth = connection.request("GET", "sys/auth", capability="read")
-        table = auth.get("data") or auth
+        mounts = _k8s_auth.auth_mounts(connection)
         actions = []
         current = None
-        if mount + "/" not in table:
+        if mount not in mounts:
             actions.append("enable kubernetes auth at %s" % mount)
-        elif table[mount + "/"]["type"] != "kubernetes":
-            raise _k8s_auth.VaultModuleError("auth mount %r is a %s mount, not kubernetes" % (
-                mount, table[mount + "/"]["type"]))
+        elif mounts[mount] != "kubernetes":
+            raise _k8s_auth.VaultModuleError("auth mount %r is a %s mount, not kubernetes" % (mount, mounts[mount]))
         else:
             current = _k8s_auth.config_view(connection.read("auth/%s/config" % mount))
         payload, after = _k8s_auth.plan_config(current, module.params)
         if payload is not None:
             actions.append("write auth/%s/config" % mount)
         if not module.check_mode:
-            if current is None and mount + "/" not in table:
+            if mount not in mounts:
                 connection.request("POST", "sys/auth/%s" % mount, {"type": "kubernetes"}, idempotent=False,
                                    capability="update")
             if payload is not None:
                 connection.write("auth/%s/config" % mount, payload)
                 after = _k8s_auth.config_view(connection.read("auth/%s/config" % mount))
-        result = dict(changed=bool(actions), actions=actions, config=after)
-        if module._diff:
-            result["diff"] = dict(before=current or {}, after=after)
-        return result
+        return dict(changed=bool(actions), actions=actions, config=after,
+                    diff=dict(before=current or {}, after=after))
 
     run_vault_module(module, work)
 

@@ -78,11 +78,8 @@ def main():
     ), supports_check_mode=True)
 
     def work(connection):
-        auth = connection.request("GET", "sys/auth", capability="read")
-        table = auth.get("data") or auth
         wanted = [m.strip("/") for m in module.params["mounts"] or []]
-        mounts = sorted(path.strip("/") for path, entry in table.items()
-                        if isinstance(entry, dict) and entry.get("type") == "kubernetes")
+        mounts = sorted(path for path, kind in _k8s_auth.auth_mounts(connection).items() if kind == "kubernetes")
         missing = [m for m in wanted if m not in mounts]
         if missing:
             raise _k8s_auth.VaultModuleError("not kubernetes auth mounts: %s (found: %s)"

@@ -56,6 +56,12 @@ options:
   api_key:
     description: Bearer token for the target cluster. Never logged.
     type: str
+  kube_ca_cert:
+    description: CA bundle for the target cluster's API server. Defaults to E(K8S_AUTH_SSL_CA_CERT).
+    type: path
+  kube_validate_certs:
+    description: Verify the target API server's certificate. Defaults to E(K8S_AUTH_VERIFY_SSL).
+    type: bool
 author:
   - keyops developers (@keyops)
 """
@@ -85,26 +91,13 @@ token_issuer:
   type: str
 """
 
-import base64
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._k8s import (
-    K8S_CONNECTION_ARGSPEC, K8sClient, K8sModuleError, resource_path)
+    KUBE_OPTIONS_FOR_VAULT_MODULES, K8sModuleError, client_for_vault_module, resource_path)
+from ansible_collections.keyops.lifecycle.plugins.module_utils._k8s_auth import jwt_claims
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
     VaultModuleError, run_vault_module, vault_argument_spec)
-
-KUBE_OPTIONS = dict((name, K8S_CONNECTION_ARGSPEC[name]) for name in ("kubeconfig", "context", "host", "api_key"))
-
-
-def claims_of(jwt):
-    """The (unverified) claims of a JWT - only to read its issuer."""
-    try:
-        payload = jwt.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError):
-        return {}
 
 
 def main():
@@ -114,12 +107,12 @@ def main():
         service_account=dict(type="str", required=True),
         service_account_namespace=dict(type="str", default="default"),
         audiences=dict(type="list", elements="str"),
-        **KUBE_OPTIONS), supports_check_mode=True)
+        **KUBE_OPTIONS_FOR_VAULT_MODULES), supports_check_mode=True)
     params = module.params
 
     def work(vault):
         try:
-            kube = K8sClient.from_params(dict((name, params[name]) for name in KUBE_OPTIONS))
+            kube = client_for_vault_module(params)
             spec = {"expirationSeconds": 600}
             if params["audiences"]:
                 spec["audiences"] = params["audiences"]
@@ -132,7 +125,7 @@ def main():
         except K8sModuleError as exc:
             module.fail_json(msg=exc.msg)
         jwt = answer["status"]["token"]
-        result = dict(changed=False, login="ok", error="", token_issuer=claims_of(jwt).get("iss") or "")
+        result = dict(changed=False, login="ok", error="", token_issuer=jwt_claims(jwt).get("iss") or "")
         try:
             login = vault.request("POST", "auth/%s/login" % params["mount"].strip("/"),
                                   {"role": params["role"], "jwt": jwt}, idempotent=False, capability="update")

@@ -108,13 +108,7 @@ def main():
             after = _k8s_auth.role_view(connection.read(path))
         return dict(changed=payload is not None, role=after, diff=dict(before=current or {}, after=after))
 
-    def run(connection):
-        result = work(connection)
-        if not module._diff:
-            result.pop("diff")
-        return result
-
-    run_vault_module(module, run)
+    run_vault_module(module, work)
 
 
 if __name__ == "__main__":
