@@ -16,7 +16,7 @@ export PYTHONPATH := $(COLLECTIONS)
 export ANSIBLE_HOME := $(BUILD)/ansible-home
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps collection test unit integration lint sanity molecule demo bench build clean
+.PHONY: help venv system-deps collection test unit integration lint sanity molecule demo bench build ee docs clean
 
 help:
 	@echo "make demo   - start a local OpenBao lab, run the rotation job twice, stop the lab"
@@ -89,6 +89,13 @@ bench: venv collection $(BUILD)/bench-venv/.stamp
 
 build: venv
 	mkdir -p $(BUILD)/dist && $(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .
+
+# Execution environment build context (ansible-builder v3); a container engine builds the image from it:
+#   podman build -f build/ee/Containerfile -t keyops-lifecycle-ee build/ee
+EE_CONTEXT ?= $(BUILD)/ee
+ee: build
+	cp $$(ls -t $(BUILD)/dist/keyops-lifecycle-*.tar.gz | head -1) $(BUILD)/dist/keyops-lifecycle.tar.gz
+	$(BIN)/ansible-builder create -f meta/execution-environment.yml -c $(EE_CONTEXT) --output-filename Containerfile
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
