@@ -39,12 +39,13 @@ options:
       - How to authenticate.
       - V(token) uses O(token); V(approle) logs in with O(role_id) and O(secret_id);
         V(kubernetes) logs in with the pod's service account token from O(kubernetes_jwt_file) as O(kubernetes_role).
+      - Defaults to the E(VAULT_AUTH_METHOD) environment variable, then V(token).
     type: str
     choices: [token, approle, kubernetes]
     default: token
   auth_mount_point:
     description:
-      - Where the auth method is mounted. Defaults to V(approle) or V(kubernetes).
+      - Where the auth method is mounted. Defaults to E(VAULT_AUTH_MOUNT_POINT), then V(approle) or V(kubernetes).
     type: str
   role_id:
     description:
@@ -61,6 +62,7 @@ options:
   kubernetes_jwt_file:
     description:
       - File holding the service account JWT for O(auth_method=kubernetes).
+      - Defaults to E(VAULT_KUBERNETES_JWT_FILE), then the pod's service account token.
     type: path
     default: /var/run/secrets/kubernetes.io/serviceaccount/token
   namespace:

@@ -42,12 +42,13 @@ RETRY_STATUSES = frozenset((412, 429, 500, 502, 503, 504))
 VAULT_CONNECTION_ARGSPEC = dict(
     url=dict(type="str", fallback=(env_fallback, ["VAULT_ADDR"])),
     token=dict(type="str", no_log=True, fallback=(env_fallback, ["VAULT_TOKEN"])),
-    auth_method=dict(type="str", default="token", choices=["token", "approle", "kubernetes"]),
-    auth_mount_point=dict(type="str"),
+    auth_method=dict(type="str", default="token", choices=["token", "approle", "kubernetes"],
+                     fallback=(env_fallback, ["VAULT_AUTH_METHOD"])),
+    auth_mount_point=dict(type="str", fallback=(env_fallback, ["VAULT_AUTH_MOUNT_POINT"])),
     role_id=dict(type="str", fallback=(env_fallback, ["VAULT_ROLE_ID"])),
     secret_id=dict(type="str", no_log=True, fallback=(env_fallback, ["VAULT_SECRET_ID"])),
     kubernetes_role=dict(type="str", fallback=(env_fallback, ["VAULT_KUBERNETES_ROLE"])),
-    kubernetes_jwt_file=dict(type="path", default=DEFAULT_JWT_FILE),
+    kubernetes_jwt_file=dict(type="path", default=DEFAULT_JWT_FILE, fallback=(env_fallback, ["VAULT_KUBERNETES_JWT_FILE"])),
     namespace=dict(type="str", fallback=(env_fallback, ["VAULT_NAMESPACE"])),
     ca_cert=dict(type="path", fallback=(env_fallback, ["VAULT_CACERT"])),
     validate_certs=dict(type="bool"),
@@ -130,7 +131,7 @@ def explain_failure(status, method, path, errors, url, capability=None):
 class VaultConnection:
     """An authenticated hvac client plus the retry/explain policy of this collection."""
 
-    def __init__(self, url, token=None, auth_method="token", auth_mount_point=None, role_id=None,
+    def __init__(self, url=None, token=None, auth_method="token", auth_mount_point=None, role_id=None,
                  secret_id=None, kubernetes_role=None, kubernetes_jwt_file=DEFAULT_JWT_FILE,
                  namespace=None, ca_cert=None, validate_certs=None, timeout=30, retries=3, sleep=time.sleep,
                  login=True):
@@ -166,7 +167,10 @@ class VaultConnection:
     @classmethod
     def from_module(cls, module, login=True):
         """``login=False`` for the unauthenticated sys/init, sys/seal-status and sys/unseal endpoints."""
-        params = dict((name, module.params.get(name)) for name in CONNECTION_OPTION_NAMES)
+        # AWX credential injectors set every variable they define, empty when an input was left blank:
+        # blank means unset (so e.g. an empty VAULT_KUBERNETES_JWT_FILE keeps the pod's token file).
+        params = dict((name, module.params.get(name)) for name in CONNECTION_OPTION_NAMES
+                      if module.params.get(name) not in ("", None))
         return cls(login=login, **params)
 
     # -- authentication -------------------------------------------------------------------------
