@@ -70,6 +70,7 @@ sanity: venv
 test: venv collection system-deps
 	$(BIN)/python -m pytest tests/unit tests/integration -q -n 2 $(PYTEST_ARGS)
 	$(MAKE) --no-print-directory molecule
+	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory sanity
 
@@ -89,6 +90,10 @@ bench: venv collection $(BUILD)/bench-venv/.stamp
 
 build: venv
 	mkdir -p $(BUILD)/dist && $(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist .
+
+# Module, plugin and role documentation rendered with antsibull-docs (HTML in build/docs/build/html).
+docs: venv collection
+	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/build_docs.sh
 
 # Execution environment build context (ansible-builder v3); a container engine builds the image from it:
 #   podman build -f build/ee/Containerfile -t keyops-lifecycle-ee build/ee
