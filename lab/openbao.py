@@ -157,7 +157,9 @@ class OpenBaoRaftServer(_process.BackgroundServer):
     For the init/unseal tests; ``retry_join`` lists other nodes' API addresses to form a cluster.
     """
 
-    def __init__(self, workdir, node_id="node1", port=None, cluster_port=None, retry_join=(), binary=None):
+    def __init__(self, workdir, node_id="node1", port=None, cluster_port=None, retry_join=(), binary=None,
+                 seal=None):
+        """``seal``: an HCL seal stanza (e.g. a transit seal on another server) for auto-unseal."""
         self.workdir = _process.private_dir(workdir)
         self.node_id = node_id
         self.port = port or _process.free_port()
@@ -171,6 +173,8 @@ class OpenBaoRaftServer(_process.BackgroundServer):
         with open(self.config_path, "w") as handle:
             handle.write(RAFT_CONFIG.format(data_dir=self.data_dir, node_id=node_id, port=self.port,
                                             cluster_port=self.cluster_port, retry_join=joins))
+            if seal:
+                handle.write(seal)
 
     def start(self, timeout=30.0):
         argv = [self.binary or bao_binary(), "server", "-config=" + self.config_path]
