@@ -210,6 +210,14 @@ class KeyRepo:
             keys[int(name)] = material
         return keys
 
+    def staged_age(self, now=None):
+        """Seconds since the staged key ``0`` was written (each rotation writes a new one), None without one."""
+        try:
+            written = os.stat(os.path.join(self.path, "0")).st_mtime
+        except OSError:
+            return None
+        return max(0, int((time.time() if now is None else now) - written))
+
     def ensure_dir(self):
         if not self.exists():
             os.makedirs(self.path, 0o700)

@@ -58,6 +58,13 @@ staged_fingerprint:
   description: Fingerprint of the staged key C(0).
   returned: always
   type: str
+staged_age_seconds:
+  description:
+    - Seconds since the staged key C(0) was written - each rotation writes a new one, so this is the time since
+      the last rotation on this node (null without a staged key).
+  returned: always
+  type: int
+  version_added: 1.0.0
 mode_problems:
   description: Paths whose mode is not keystone's.
   returned: always
@@ -80,7 +87,8 @@ def main():
         keys = repo.read()
     except KeyRepoError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
-    module.exit_json(changed=False, mode_problems=repo.modes_ok() if repo.exists() else [], **describe(keys))
+    module.exit_json(changed=False, mode_problems=repo.modes_ok() if repo.exists() else [],
+                     staged_age_seconds=repo.staged_age(), **describe(keys))
 
 
 if __name__ == "__main__":

@@ -141,3 +141,25 @@ def test_owner_and_group_are_applied(ansible, tmp_path):
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == (uid, gid)
     missing = ansible([{"name": "setup", "keyops.lifecycle.keyrepo_rotate": dict(args, owner="no-such-user-x")}])
     assert missing.rc != 0 and "no such user or group" in missing.task("setup")["msg"]
+
+
+def test_min_rotation_age_makes_a_rerun_reconcile_only(tmp_path):
+    """A job retried soon after a rotation must not rotate twice (that would purge a key still in use)."""
+    from keyrepo_helpers import KeystoneNodes
+
+    nodes = KeystoneNodes(tmp_path, count=3)
+    nodes.rotate(args=["-e", "keyrepo_min_rotation_age=3600"])  # sets the repositories up, then rotates once
+    first = dict((node, nodes.keys(node)) for node in nodes.nodes)
+    again = nodes.rotate(args=["-e", "keyrepo_min_rotation_age=3600"])
+    assert dict((node, nodes.keys(node)) for node in nodes.nodes) == first
+    assert again.changed_count == 0
+    assert again.status("(c) Promote the staged key on every node") == "skipped"
+    # A node that lost its repository is still reconciled while the rotation waits.
+    import shutil
+
+    shutil.rmtree(nodes.paths[nodes.nodes[1]])
+    repaired = nodes.rotate(args=["-e", "keyrepo_min_rotation_age=3600"])
+    assert nodes.keys(nodes.nodes[1]) == first[nodes.nodes[1]] and repaired.changed_count > 0
+    # Without the guard (or once the age is reached) it rotates.
+    nodes.rotate(args=["-e", "keyrepo_min_rotation_age=0"])
+    assert max(nodes.keys(nodes.nodes[0])) == max(first[nodes.nodes[0]]) + 1 and nodes.consistent()
