@@ -27,6 +27,7 @@ import json
 import re
 import ssl
 import threading
+import time
 import urllib.parse
 import uuid
 
@@ -312,10 +313,28 @@ class ClusterState:
         self.issuer = issuer
         self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         # POST /lab/<name> (admin token) -> callable(body) -> dict: what `python -m lab k10 ...` drives.
-        self.lab_operations = {}
+        self.lab_operations = {"faults": self.set_faults}
         self.requests = []
+        # Scripted faults for the reliability tests: [{method, path (regex), status, reason, times, delay}].
+        self.faults = []
+        self.faults_lock = threading.Lock()
         for namespace in ("default", "kube-system"):
             self.store.create(self.resource("", "namespaces"), None, {"metadata": {"name": namespace}})
+
+    def set_faults(self, body):
+        """POST /lab/faults {"faults": [...]}: answer matching requests with an error (or late) ``times`` times."""
+        with self.faults_lock:
+            self.faults = [dict(fault, times=int(fault.get("times", 1))) for fault in body.get("faults", [])]
+        return {"faults": len(self.faults)}
+
+    def take_fault(self, method, path):
+        with self.faults_lock:
+            for fault in self.faults:
+                if fault["times"] > 0 and fault.get("method", method) in (method, "*") and re.search(
+                        fault.get("path", ""), path):
+                    fault["times"] -= 1
+                    return fault
+        return None
 
     def public_key_pem(self):
         return self.signing_key.public_key().public_bytes(
@@ -389,11 +408,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _send(self, code, body):
         data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            # The client gave up (its timeout) before the answer: what a real API server shrugs off too.
+            self.close_connection = True
 
     def _read_body(self):
         # Read every body (DELETE carries DeleteOptions) so nothing is left on a kept-alive connection.
@@ -446,6 +469,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             query = dict(urllib.parse.parse_qsl(url.query))
             if not self._authenticated():
                 raise ApiError(401, "Unauthorized", "Unauthorized")
+            fault = None if url.path.startswith("/lab/") else self.state.take_fault(method, url.path)
+            if fault:
+                time.sleep(float(fault.get("delay", 0)))
+                if fault.get("status"):
+                    raise ApiError(int(fault["status"]), fault.get("reason", "InjectedFault"),
+                                   fault.get("message", "injected fault"))
             code, body = self._route(method, url.path.rstrip("/") or "/", query)
             self._send(code, body)
         except ApiError as exc:
