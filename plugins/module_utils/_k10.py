@@ -389,6 +389,9 @@ class MigrationRunner:
         if self.params.get("receive_string"):
             return self.params["receive_string"], None
         src = self.params["source"]
+        if not src or not src.get("policy") or self.source is None:
+            raise K8sModuleError("no migration string to propagate: receive_string is empty and no source export "
+                                 "policy is named; set source (context, policy) or a non-empty receive_string")
         policy = self.source.policy(src.get("namespace") or "kasten-io", src["policy"])
         return export_receive_string(policy), "%s/%s" % (policy["metadata"]["namespace"], policy["metadata"]["name"])
 

@@ -150,6 +150,9 @@ class K8sClient:
     def from_params(cls, params):
         if not HAS_KUBERNETES:
             raise K8sModuleError(missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
+        if (params.get("request_timeout") or 30) <= 0 or (params.get("retries") or 0) < 0:
+            raise K8sModuleError("request_timeout must be at least 1 second and retries at least 0 (got %s and %s)"
+                                 % (params.get("request_timeout"), params.get("retries")))
         mode, source = connection_mode(params)
         configuration = kubernetes.client.Configuration()
         try:
@@ -166,7 +169,7 @@ class K8sClient:
                                                    client_configuration=configuration, persist_config=False)
             else:
                 kubernetes.config.load_incluster_config(client_configuration=configuration)
-        except (kubernetes.config.ConfigException, ValueError, KeyError, TypeError) as exc:
+        except (kubernetes.config.ConfigException, ValueError, KeyError, TypeError, OSError) as exc:
             raise K8sModuleError("cannot use the Kubernetes connection settings (%s): %s" % (mode, exc))
         if mode != "host" and params.get("host"):
             configuration.host = params["host"]

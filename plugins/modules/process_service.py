@@ -190,6 +190,8 @@ def main():
     )
     params = module.params
     argv, state = params["argv"], params["state"]
+    if not argv:
+        module.fail_json(msg="argv is empty: give the program to run and its arguments, e.g. [/usr/local/bin/bao, server]")
     if not os.path.isfile(argv[0]) or not os.access(argv[0], os.X_OK):
         module.fail_json(msg="%s is not an executable file" % argv[0])
     if params["user"]:

@@ -69,7 +69,8 @@ keys_used:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import run_vault_module, vault_argument_spec
+from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
+    VaultModuleError, run_vault_module, vault_argument_spec)
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _server
 
 
@@ -86,6 +87,8 @@ def main():
     )
 
     def work(connection):
+        if not module.params["keys"] and not module.params["keys_file"]:
+            raise VaultModuleError("no unseal keys: give a non-empty `keys` list or the `keys_file` vault_init wrote")
         keys = module.params["keys"] or _server.read_keys_file(module.params["keys_file"])
         changed, status, used = _server.unseal(connection, keys, module.check_mode,
                                                module.params["initialized_timeout"])
