@@ -67,12 +67,22 @@ sanity: venv
 	  test $${PIPESTATUS[0]} -eq 0
 
 # Everything CI runs.  `pytest` exit 5 (no tests collected) fails here like any other error.
+# The last step scans everything the run left behind (its console output, every test's files, molecule's
+# scenario directories) for the secrets the run made.
+TEST_RUN := $(BUILD)/test-run
 test: venv collection system-deps
-	$(BIN)/python -m pytest tests/unit tests/integration -q -n 2 $(PYTEST_ARGS)
-	$(MAKE) --no-print-directory molecule
+	rm -rf $(TEST_RUN) && mkdir -p $(TEST_RUN)/logs && chmod 700 $(TEST_RUN)
+	set -o pipefail; KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry \
+	  $(BIN)/python -m pytest tests/unit tests/integration tests/reliability -q -n 2 --basetemp=$(TEST_RUN)/tmp \
+	  $(PYTEST_ARGS) 2>&1 | tee $(TEST_RUN)/logs/pytest.log
+	set -o pipefail; KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry $(MAKE) --no-print-directory molecule 2>&1 \
+	  | tee $(TEST_RUN)/logs/molecule.log
 	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory sanity
+	KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry \
+	  KEYOPS_SCAN_ROOTS=$(TEST_RUN)/tmp:$(TEST_RUN)/logs:$(ANSIBLE_HOME)/tmp:$(CURDIR)/rotation-reports \
+	  $(BIN)/python -m pytest tests/reliability -q -p no:xdist -m secret_scan --basetemp=$(BUILD)/scan-tmp
 
 demo: venv collection
 	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/demo.sh

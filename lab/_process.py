@@ -30,7 +30,8 @@ def write_private(path, text):
 
 def spawn(argv, log_path, env=None, cwd=None):
     """Start ``argv`` in its own session (so it survives the launcher) logging to ``log_path``."""
-    log = open(log_path, "ab")
+    # Server logs can hold secrets (a dev server prints its root token): private like everything else here.
+    log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
         return subprocess.Popen(  # pylint: disable=consider-using-with
             argv,
@@ -123,3 +124,21 @@ class BackgroundServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+_REGISTERED = set()
+
+
+def register_secret(kind, value):
+    """Note a secret the lab made (token, migration string, plaintext ...) for the secret scan of a test run.
+
+    Only when $KEYOPS_SECRET_REGISTRY names a directory: one 0600 file per process, ``kind<TAB>value`` lines.
+    """
+    directory = os.environ.get("KEYOPS_SECRET_REGISTRY")
+    if not directory or not value or (kind, value) in _REGISTERED:
+        return
+    _REGISTERED.add((kind, value))
+    private_dir(directory)
+    fd = os.open(os.path.join(directory, "%d.tsv" % os.getpid()), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write("%s\t%s\n" % (kind, value))

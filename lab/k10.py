@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from lab import _process
 from lab.k8s_api import ApiError
 
 NAMESPACE = "kasten-io"
@@ -399,7 +400,9 @@ class K10Emulator:
         document = {"cluster": self.cluster_id, "location": self.cluster_id,
                     "keys": {str(epoch): b64(self._migration_key(primary_key, epoch))
                              for epoch in range(1, self.epoch + 1)}}
-        return b64(json.dumps(document, sort_keys=True).encode())
+        value = b64(json.dumps(document, sort_keys=True).encode())
+        _process.register_secret("receive_string", value)
+        return value
 
     @staticmethod
     def _actions(policy, action):

@@ -36,7 +36,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab import _protobuf
+from lab import _process, _protobuf
 
 
 class Resource:
@@ -350,7 +350,9 @@ class ClusterState:
                   "exp": int(expires.timestamp()),
                   "kubernetes.io": {"namespace": namespace,
                                     "serviceaccount": {"name": name, "uid": account["metadata"]["uid"]}}}
-        return jwt.encode(claims, self.signing_key, algorithm="RS256"), expires
+        token = jwt.encode(claims, self.signing_key, algorithm="RS256")
+        _process.register_secret("service_account_token", token)
+        return token, expires
 
     def review(self, token, audiences=None):
         """TokenReview status for ``token``: authenticated only when signed here, unexpired, for an existing SA."""

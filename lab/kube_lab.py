@@ -63,6 +63,7 @@ class KubeLab:
         try:
             for cluster in self.cluster_names:
                 token = "lab-admin-" + secrets.token_hex(16)
+                _process.register_secret("kube_admin_token", token)
                 server = k8s_api.KubeApiServer(tls, [token], name=cluster).start()
                 self.servers[cluster], self.tokens[cluster] = server, token
                 if self.k10:

@@ -119,6 +119,7 @@ class OpenBaoDevServer(_process.BackgroundServer):
         self.port = port or _process.free_port()
         self.address = "http://127.0.0.1:%d" % self.port
         self.token = root_token or "lab-root-" + secrets.token_hex(16)
+        _process.register_secret("vault_root_token", self.token)
         self.log_path = os.path.join(self.workdir, "openbao.log")
         # {"token": ..., "ca": ...}: run "in a pod" - see in_pod()
         self.pod_identity = pod_identity
@@ -170,11 +171,10 @@ class OpenBaoRaftServer(_process.BackgroundServer):
         self.log_path = os.path.join(self.workdir, "openbao.log")
         self.binary = binary
         joins = "".join('  retry_join {{\n    leader_api_addr = "{0}"\n  }}\n'.format(a) for a in retry_join)
-        with open(self.config_path, "w") as handle:
-            handle.write(RAFT_CONFIG.format(data_dir=self.data_dir, node_id=node_id, port=self.port,
-                                            cluster_port=self.cluster_port, retry_join=joins))
-            if seal:
-                handle.write(seal)
+        # A seal stanza carries a token: the configuration is private.
+        _process.write_private(self.config_path, RAFT_CONFIG.format(
+            data_dir=self.data_dir, node_id=node_id, port=self.port, cluster_port=self.cluster_port,
+            retry_join=joins) + (seal or ""))
 
     def start(self, timeout=30.0):
         argv = [self.binary or bao_binary(), "server", "-config=" + self.config_path]

@@ -6,6 +6,8 @@ import json
 import hvac
 import hvac.adapters
 
+from lab import _process
+
 BATCH = 400  # under OpenBao's default JSON complexity limit
 
 
@@ -19,7 +21,10 @@ def _post(vault, path, body):
 
 
 def plaintexts(count, prefix="secret"):
-    return ["%s-%07d" % (prefix, index) for index in range(count)]
+    values = ["%s-%07d" % (prefix, index) for index in range(count)]
+    for value in values:
+        _process.register_secret("plaintext", value)
+    return values
 
 
 def encrypt_many(vault, mount, key, values):

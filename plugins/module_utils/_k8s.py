@@ -93,6 +93,11 @@ def connection_mode(params, environ=None, exists=os.path.exists):
                          "inside a pod with a service account (options or K8S_AUTH_* environment variables)")
 
 
+def _header_safe(value):
+    """Tokens travel in HTTP headers: printable ASCII only."""
+    return all(32 < ord(char) < 127 for char in str(value))
+
+
 def should_retry(method, status, attempt, retries):
     """429 always (nothing was done); 5xx only for requests that are safe to repeat or were refused unprocessed."""
     if attempt >= retries or status not in RETRY_STATUSES:
@@ -150,9 +155,13 @@ class K8sClient:
     def from_params(cls, params):
         if not HAS_KUBERNETES:
             raise K8sModuleError(missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
-        if (params.get("request_timeout") or 30) <= 0 or (params.get("retries") or 0) < 0:
+        request_timeout, retries = params.get("request_timeout"), params.get("retries")
+        if (request_timeout is not None and request_timeout <= 0) or (retries is not None and retries < 0):
             raise K8sModuleError("request_timeout must be at least 1 second and retries at least 0 (got %s and %s)"
-                                 % (params.get("request_timeout"), params.get("retries")))
+                                 % (request_timeout, retries))
+        if params.get("api_key") and not _header_safe(params["api_key"]):
+            raise K8sModuleError("api_key holds characters an HTTP Authorization header cannot carry: "
+                                 "give the bearer token exactly as issued (printable ASCII)")
         mode, source = connection_mode(params)
         configuration = kubernetes.client.Configuration()
         try:

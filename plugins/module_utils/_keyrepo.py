@@ -309,7 +309,7 @@ def _ids(module):
             uid = pwd.getpwnam(module.params["owner"]).pw_uid
         if module.params["group"]:
             gid = grp.getgrnam(module.params["group"]).gr_gid
-    except KeyError as exc:
+    except (KeyError, ValueError) as exc:
         raise KeyRepoError("no such user or group %s on this node: create keystone's user/group first or fix "
                            "owner/group" % exc)
     return uid, gid
@@ -371,6 +371,8 @@ def predict(keys, actions, materials):
 
 def run_keyrepo(module):
     params = module.params
+    if not params.get("path"):
+        raise KeyRepoError("path is empty: give the key repository's directory, e.g. /etc/keystone/fernet-keys")
     check_max_active_keys(params["max_active_keys"], params["repo_type"])
     uid, gid = _ids(module)
     repo = KeyRepo(params["path"], uid, gid)

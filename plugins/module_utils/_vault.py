@@ -145,6 +145,10 @@ class VaultConnection:
             raise VaultModuleError("`timeout` must be a positive number of seconds (got %s)" % timeout)
         if retries is not None and retries < 0:
             raise VaultModuleError("`retries` must be 0 or more (got %s)" % retries)
+        for name, value in (("token", token), ("namespace", namespace)):
+            if value and not all(32 < ord(char) < 127 for char in str(value)):
+                raise VaultModuleError("`%s` holds characters an HTTP header cannot carry: give it exactly as "
+                                       "issued (printable ASCII)" % name)
         if validate_certs is None:
             validate_certs = not _truthy_env("VAULT_SKIP_VERIFY")
         verify = (ca_cert or True) if validate_certs else False

@@ -169,6 +169,10 @@ def main():
         result = run_keyrepo(module)
     except KeyRepoError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    except OSError as exc:
+        # Writes go through temporary files and renames: a failed write leaves the keys as they were.
+        module.fail_json(msg="cannot update the key repository %s: %s (the keys already there are unchanged); "
+                             "fix the path or its permissions and run again" % (module.params["path"], exc))
     if not module._diff:
         result.pop("diff")
     module.exit_json(**result)

@@ -100,6 +100,9 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
     if os.path.exists(str(record_path)):
         with open(str(record_path)) as handle:
             results = [json.loads(line) for line in handle if line.strip()]
+    # Everything the run printed stays next to its results: the secret scan of the test run reads it.
+    with open(str(record_path) + ".out", "w") as handle:
+        handle.write(stdout + stderr)
     run = PlaybookRun(argv, proc.returncode, stdout, stderr, results, killed)
     if expect_rc is not None:
         assert run.rc == expect_rc, "ansible-playbook rc=%s (expected %s)\n%s" % (run.rc, expect_rc, run.output)
@@ -110,7 +113,10 @@ def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosit
                  inventory="localhost,", expect_rc=None, timeout=600):
     """Write ``playbook`` (a list of plays) into ``tmp_path`` and run it with ansible-playbook."""
     path = tmp_path / ("playbook-%d.yml" % len(list(tmp_path.glob("playbook-*.yml"))))
-    path.write_text(yaml.safe_dump(playbook, sort_keys=False))
+    # The playbook carries the test's inputs (tokens, keys): private, as an operator's vars file would be.
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(yaml.safe_dump(playbook, sort_keys=False))
     args = []
     if check:
         args.append("--check")

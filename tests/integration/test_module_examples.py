@@ -88,7 +88,9 @@ def test_vault_kubernetes_and_k10_examples(examples_vault, kms, tmp_path):
         for i in range(2)))
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir(mode=0o700)
-    (secrets_dir / "k10-vault-token").write_text(vault.token)
+    token_file = secrets_dir / "k10-vault-token"
+    token_file.write_text(vault.token)
+    token_file.chmod(0o600)
 
     with KubeLab(str(tmp_path / "kube"), vault_address=vault.address, vault_token=vault.token,
                  kms=None, refresh_seconds=0.3) as lab:
@@ -148,8 +150,8 @@ def test_server_and_key_repository_examples(tmp_path, vault):
     port, cluster_port = _process.free_port(), _process.free_port()
     data = tmp_path / "raft"
     data.mkdir(mode=0o700)
-    (etc / "openbao.hcl").write_text(RAFT_CONFIG.format(data_dir=data, node_id="node1", port=port,
-                                                        cluster_port=cluster_port, retry_join=""))
+    _process.write_private(str(etc / "openbao.hcl"), RAFT_CONFIG.format(
+        data_dir=data, node_id="node1", port=port, cluster_port=cluster_port, retry_join=""))
     address = "http://127.0.0.1:%d" % port
     repo = tmp_path / "fernet-keys"
     repo.mkdir(mode=0o700)
