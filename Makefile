@@ -16,7 +16,7 @@ export PYTHONPATH := $(COLLECTIONS)
 export ANSIBLE_HOME := $(BUILD)/ansible-home
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps collection test unit integration lint sanity molecule demo bench build ee docs clean
+.PHONY: help venv system-deps collection test unit integration lint sanity molecule demo demo-installed bench build ee docs clean
 
 help:
 	@echo "make demo   - start a local OpenBao lab, run the rotation job twice, stop the lab"
@@ -77,15 +77,25 @@ test: venv collection system-deps
 	  $(PYTEST_ARGS) 2>&1 | tee $(TEST_RUN)/logs/pytest.log
 	set -o pipefail; KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry $(MAKE) --no-print-directory molecule 2>&1 \
 	  | tee $(TEST_RUN)/logs/molecule.log
+	set -o pipefail; KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry $(MAKE) --no-print-directory demo-installed 2>&1 \
+	  | tee $(TEST_RUN)/logs/demo-installed.log
 	$(MAKE) --no-print-directory docs
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory sanity
 	KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry \
-	  KEYOPS_SCAN_ROOTS=$(TEST_RUN)/tmp:$(TEST_RUN)/logs:$(ANSIBLE_HOME)/tmp:$(CURDIR)/rotation-reports \
+	  KEYOPS_SCAN_ROOTS=$(TEST_RUN)/tmp:$(TEST_RUN)/logs:$(ANSIBLE_HOME)/tmp:$(BUILD)/demo-installed \
 	  $(BIN)/python -m pytest tests/reliability -q -p no:xdist -m secret_scan --basetemp=$(BUILD)/scan-tmp
 
 demo: venv collection
 	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/demo.sh
+
+# The demo from the built collection installed into a clean path (not this checkout).
+demo-installed: build
+	rm -rf $(BUILD)/installed
+	$(BIN)/ansible-galaxy collection install --force -p $(BUILD)/installed \
+	  $$(ls -t $(BUILD)/dist/keyops-lifecycle-*.tar.gz | grep -v 'lifecycle.tar.gz' | head -1)
+	PATH=$(CURDIR)/$(BIN):$$PATH DEMO_COLLECTIONS_PATH=$(BUILD)/installed DEMO_DIR=$(BUILD)/demo-installed \
+	  bash tools/demo.sh
 
 # Benchmarks (ratios against baselines measured in the same run); results in build/bench-results.json.
 BENCH ?= benchmarks

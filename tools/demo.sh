@@ -4,9 +4,20 @@
 # (playbooks/k10_vault_setup.yml), seed keys and consumer files, run rotate_keys.yml twice (K10 is one of the
 # consumers; the second run must change nothing), check K10 still decrypts its primary key, then the seed-000
 # migration (K10 upgraded on the source -> playbooks/k10_migrate.yml), and stop everything.
+#
+# DEMO_COLLECTIONS_PATH=<dir>: run the playbooks of the collection installed there (ansible-playbook
+# keyops.lifecycle.<name>) instead of this checkout's - `make demo-installed` builds, installs and does that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-demo_dir="$PWD/build/demo"
+demo_dir="${DEMO_DIR:-$PWD/build/demo}"
+if [ -n "${DEMO_COLLECTIONS_PATH:-}" ]; then
+  export ANSIBLE_COLLECTIONS_PATH="$DEMO_COLLECTIONS_PATH"
+  playbook() { echo "keyops.lifecycle.$1"; }
+  echo "== using the collection installed in $DEMO_COLLECTIONS_PATH"
+  ansible-galaxy collection list keyops.lifecycle -p "$DEMO_COLLECTIONS_PATH" 2>/dev/null | grep keyops.lifecycle
+else
+  playbook() { echo "playbooks/$1.yml"; }
+fi
 if [ -f "$demo_dir/server/install-vars.json" ]; then python -m lab install-stop "$demo_dir/server/install-vars.json" || true; fi
 rm -rf "$demo_dir" && mkdir -p "$demo_dir"
 # Modules run with the venv Python, which has hvac.
@@ -18,7 +29,7 @@ install_vars=$(python -m lab install-vars "$demo_dir/server")
 export LAB_DIR="$demo_dir/lab"
 trap 'python -m lab down >/dev/null; python -m lab install-stop "$install_vars"' EXIT
 echo "== installing OpenBao with playbooks/vault_install.yml (raft storage, init, unseal, transit)"
-ansible-playbook -i "$demo_dir/hosts.ini" playbooks/vault_install.yml -e "@$install_vars" > "$demo_dir/install.log" 2>&1 \
+ansible-playbook -i "$demo_dir/hosts.ini" "$(playbook vault_install)" -e "@$install_vars" > "$demo_dir/install.log" 2>&1 \
   || { cat "$demo_dir/install.log"; exit 1; }
 grep -A2 "PLAY RECAP" "$demo_dir/install.log"
 keys_file=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["vault_keys_file"])' "$install_vars")
@@ -34,7 +45,7 @@ echo "== starting two lab Kubernetes clusters (source, destination) running the 
 eval "$(python -m lab up k8s k10)"
 kubectl() { "$(dirname "$(command -v python)")/kubectl" "$@"; }
 echo "== K10 on the source: Vault transit key 'kasten' protects its primary key (playbooks/k10_vault_setup.yml)"
-ansible-playbook -i "$demo_dir/hosts.ini" playbooks/k10_vault_setup.yml -e k10_vault_setup_key=kasten \
+ansible-playbook -i "$demo_dir/hosts.ini" "$(playbook k10_vault_setup)" -e k10_vault_setup_key=kasten \
   -e k10_vault_setup_context=lab-source -e "k10_vault_setup_token_file=$demo_dir/secrets/k10-vault-token" \
   -e "k10_vault_setup_helm_values_file=$demo_dir/secrets/k10-values.yaml" \
   -e '{"k10_vault_setup_delete_passkeys": ["k10-default-passphrase"]}' > "$demo_dir/k10-setup.log" 2>&1 \
@@ -42,7 +53,7 @@ ansible-playbook -i "$demo_dir/hosts.ini" playbooks/k10_vault_setup.yml -e k10_v
 grep -A2 "PLAY RECAP" "$demo_dir/k10-setup.log"
 kubectl --context lab-source get passkeys.vault.kio.kasten.io -o 'custom-columns=NAME:.metadata.name,INUSE:.status.inuse,VERSION:.metadata.annotations.keyops\.io/transit-key-version'
 run() {
-  ansible-playbook -i "$demo_dir/hosts.ini" playbooks/rotate_keys.yml -e "@$vars_file" \
+  ansible-playbook -i "$demo_dir/hosts.ini" "$(playbook rotate_keys)" -e "@$vars_file" \
     -e "rotation_report_dir=$demo_dir/reports" "$@" > "$demo_dir/run.log" 2>&1 || { cat "$demo_dir/run.log"; exit 1; }
   grep -A2 "PLAY RECAP" "$demo_dir/run.log"
   echo; cat "$demo_dir/reports/rotation-report.md"; echo
@@ -66,7 +77,7 @@ k10_migration_pairs:
     source: {context: lab-source, policy: lab-export}
     destination: {context: lab-destination, policy: lab-import}
 PAIRS
-ansible-playbook -i "$demo_dir/hosts.ini" playbooks/k10_migrate.yml -e "@$demo_dir/pairs.yml" \
+ansible-playbook -i "$demo_dir/hosts.ini" "$(playbook k10_migrate)" -e "@$demo_dir/pairs.yml" \
   > "$demo_dir/migrate.log" 2>&1 || { cat "$demo_dir/migrate.log"; exit 1; }
 grep -A2 "PLAY RECAP" "$demo_dir/migrate.log"
 echo "== demo finished: the second rotation run reported changed=0, K10 decrypts its primary key, the import completed"
