@@ -110,7 +110,7 @@ def test_schedules_are_weekly_and_daily():
     def next_runs(rule_var):
         text = render(variables[rule_var]).render(**variables)
         rule = rrule.rrulestr(text.replace(" RRULE", "\nRRULE"), forceset=True)
-        runs = [run for run in rule.xafter(start, count=3)]
+        runs = list(rule.xafter(start, count=3))
         return [b - a for a, b in zip(runs, runs[1:])]
 
     assert next_runs("keyops_awx_weekly_rrule") == [datetime.timedelta(days=7)] * 2

@@ -14,7 +14,7 @@ from conftest import VaultTarget
 from k10_helpers import K10Rotation
 from lab import seed
 from rotation_helpers import Rotation
-from test_vault_k8s_auth import clusters, configure, service_account_token, vault_in  # noqa: F401 (fixture)
+from test_vault_k8s_auth import clusters, configure, service_account_token, vault_in  # noqa: F401 pylint: disable=unused-import
 
 PLAYBOOK = "playbooks/rotate_keys.yml"
 
@@ -47,8 +47,8 @@ def file_secrets(rotation):
             for value in seed.expected_plaintexts(name, per_version)]
 
 
-def test_weekly_rotation_job_with_approle_and_kubeconfig_credentials(vault, vault_client, transit_mount, k10, tmp_path,
-                                                                      ansible, job_env):
+def test_weekly_rotation_job_with_approle_and_kubeconfig_credentials(
+        vault, vault_client, transit_mount, k10, tmp_path, ansible, job_env):
     # The estate: a key with a file consumer, and K10's key with its passkey and an app's Secret.
     files = Rotation(vault, transit_mount, tmp_path / "files", {"awx-files": ([4, 3], "secret")})
     k10_rotation = K10Rotation(vault, vault_client, k10, tmp_path, ansible, transit_mount)

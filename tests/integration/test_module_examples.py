@@ -74,7 +74,7 @@ def test_vault_kubernetes_and_k10_examples(examples_vault, kms, tmp_path):
     for mount, name, versions in (("transit", "kasten", 4), ("transit", "payroll", 2), ("transit", "backups", 1),
                                   ("transit", "app", 1), ("transit", "k10", 4), ("transit-hr", "payroll", 2)):
         client.secrets.transit.create_key(name, mount_point=mount)
-        for _ in range(versions - 1):
+        for _rotation in range(versions - 1):
             client.secrets.transit.rotate_key(name, mount_point=mount)
     files = tmp_path / "files"
     files.mkdir()

@@ -254,5 +254,3 @@ def test_kubernetes_answer_slower_than_the_timeout(k10, vault, tmp_path):
     assert time.monotonic() - start < 60
     count(SUITE, "injected")
     count(SUITE, "reported")
-
-
