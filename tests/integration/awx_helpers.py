@@ -24,6 +24,19 @@ CREDENTIAL_TYPES = os.path.join(ROOT, "extensions", "awx", "credential_types")
 CREDENTIAL_ENV_PREFIXES = ("VAULT_", "K8S_AUTH_", "KUBECONFIG")
 
 
+class VaultAt:
+    """A Vault the tests administer (address, root token) - what rotation_helpers.Rotation seeds through."""
+
+    def __init__(self, address, token):
+        self.address, self.token = address, token
+        self.env = {"VAULT_ADDR": address, "VAULT_TOKEN": token}
+
+    def client(self):
+        import hvac  # pylint: disable=import-outside-toplevel
+
+        return hvac.Client(url=self.address, token=self.token)
+
+
 def credential_type(name):
     with open(os.path.join(CREDENTIAL_TYPES, name + ".yml")) as handle:
         return yaml.safe_load(handle)

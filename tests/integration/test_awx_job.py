@@ -9,8 +9,7 @@ import uuid
 import pytest
 import yaml
 
-from awx_helpers import CREDENTIAL_ENV_PREFIXES, AwxJob
-from conftest import VaultTarget
+from awx_helpers import CREDENTIAL_ENV_PREFIXES, AwxJob, VaultAt
 from k10_helpers import K10Rotation
 from lab import seed
 from rotation_helpers import Rotation
@@ -112,7 +111,7 @@ def test_job_with_the_vault_kubernetes_role_credential(ansible, tmp_path, job_en
     """The job logs in to OpenBao with Kubernetes auth (seed 003's setup: OpenBao in blue, the job's
     service account in green), the JWT injected as a file by the credential type."""
     with vault_in(clusters, "green", tmp_path) as server:
-        admin = VaultTarget(server.address, server.token)
+        admin = VaultAt(server.address, server.token)
         client = admin.client()
         client.sys.enable_secrets_engine("transit", path="transit")
         client.sys.create_or_update_policy("rotate", 'path "transit/*" { capabilities = ["create", "read", "update", '

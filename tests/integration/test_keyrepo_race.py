@@ -111,7 +111,7 @@ def test_diverged_repositories_are_refused(tmp_path):
     assert "key 2 differs between" in run.output and "diverged" in run.output
 
 
-ROLE_TASKS = 13  # task starts in one run of the keyrepo role (checked below)
+ROLE_TASKS = 14  # task starts in one run of the keyrepo role (checked below)
 
 
 def crash_and_resume(nodes, **crash):

@@ -8,25 +8,10 @@ import json
 import os
 import sys
 
-import pytest
+from reliability_counts import COUNTS, REPORT_DIR, ROOT
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+# The integration tests' helpers (_ansible, rotation_helpers) and the lab.
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
-REPORT_DIR = os.path.join(ROOT, "build", "reliability")
-
-_COUNTS = {}
-
-
-@pytest.fixture(scope="session")
-def counts():
-    """``counts[suite][key] += n``: what the reliability suites measured."""
-    return _COUNTS
-
-
-def count(suite, key, n=1):
-    _COUNTS.setdefault(suite, {}).setdefault(key, 0)
-    _COUNTS[suite][key] += n
 
 
 def pytest_configure(config):
@@ -38,12 +23,12 @@ def pytest_configure(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if not _COUNTS:
+    if not COUNTS:
         return
     os.makedirs(REPORT_DIR, exist_ok=True)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     with open(os.path.join(REPORT_DIR, "counts-%s.json" % worker), "w") as handle:
-        json.dump(_COUNTS, handle, indent=2, sort_keys=True)
+        json.dump(COUNTS, handle, indent=2, sort_keys=True)
 
 
 def pytest_terminal_summary(terminalreporter):

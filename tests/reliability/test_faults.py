@@ -11,7 +11,7 @@ import hvac
 import pytest
 import requests
 
-from conftest import count
+from reliability_counts import count
 from lab.faultproxy import FaultProxy
 from lab.kube_lab import KubeLab, lab_operation
 from lab.openbao import OpenBaoRaftServer

@@ -19,7 +19,7 @@ from ansible.module_utils import basic
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, count
+from reliability_counts import ROOT, count
 
 SUITE = "fuzz"
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "modules"))

@@ -22,7 +22,7 @@ import stat
 
 import pytest
 
-from conftest import count
+from reliability_counts import count
 
 pytestmark = pytest.mark.secret_scan
 SUITE = "secret_scan"
