@@ -44,6 +44,9 @@ def test_rolling_upgrade_261_to_current(tmp_path):
         # Standbys first, the old leader last.
         order = [e["host"] for e in run.results if e["task"] == "Replace the binary and restart the server"]
         assert order[-1] == "node1" and sorted(order) == ["node1", "node2", "node3"], order
+        # the job ends only when every node names an active node again (the election after the step-down)
+        waited = [e["host"] for e in run.results if e["task"] == "Ask each node who leads until one does"]
+        assert sorted(waited) == ["node1", "node2", "node3"], waited
         active_address = hvac.Client(url=lab_install.server_address(hosts["node2"])).sys.read_leader_status()[
             "leader_address"]
         active = hvac.Client(url=active_address, token=keys["root_token"])
