@@ -54,7 +54,7 @@ molecule: venv collection
 lint: venv collection
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production --offline
 
-sanity: venv
+sanity: venv system-deps
 	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
 	tar --exclude=./.venv --exclude=./build --exclude=./.git --exclude=./.lab --exclude=./tests/output \
 	    --exclude='*.tar.gz' --exclude=./rotation-reports -cf - . | tar -xf - -C $(SANITY_TREE)

@@ -21,7 +21,8 @@ fi
 if [ -f "$demo_dir/server/install-vars.json" ]; then python -m lab install-stop "$demo_dir/server/install-vars.json" || true; fi
 rm -rf "$demo_dir" && mkdir -p "$demo_dir"
 # Modules run with the venv Python, which has hvac.
-export ANSIBLE_PYTHON_INTERPRETER="$(command -v python)"
+ANSIBLE_PYTHON_INTERPRETER="$(command -v python)"
+export ANSIBLE_PYTHON_INTERPRETER
 export ANSIBLE_NOCOLOR=1 ANSIBLE_LOCALHOST_WARNING=0 ANSIBLE_INVENTORY_UNPARSED_WARNING=0 ANSIBLE_DISPLAY_SKIPPED_HOSTS=0
 printf 'localhost ansible_connection=local\n' > "$demo_dir/hosts.ini"
 
@@ -33,7 +34,8 @@ ansible-playbook -i "$demo_dir/hosts.ini" "$(playbook vault_install)" -e "@$inst
   || { cat "$demo_dir/install.log"; exit 1; }
 grep -A2 "PLAY RECAP" "$demo_dir/install.log"
 keys_file=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["vault_keys_file"])' "$install_vars")
-export VAULT_ADDR=$(python -c 'import json,sys; print("http://" + json.load(open(sys.argv[1]))["vault_listener"]["address"])' "$install_vars")
+VAULT_ADDR=$(python -c 'import json,sys; print("http://" + json.load(open(sys.argv[1]))["vault_listener"]["address"])' "$install_vars")
+export VAULT_ADDR
 VAULT_TOKEN=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["root_token"])' "$keys_file")
 export VAULT_TOKEN
 echo "== OpenBao at $VAULT_ADDR is initialised (keys in $keys_file, mode 0600) and unsealed"
