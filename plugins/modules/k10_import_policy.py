@@ -118,6 +118,7 @@ case:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._module import checked_suboptions
 from ansible_collections.keyops.lifecycle.plugins.module_utils._k8s import (
     K8S_CONNECTION_ARGSPEC, K8sClient, run_k8s_module, wait_for)
 from ansible_collections.keyops.lifecycle.plugins.module_utils._k10 import K10, MigrationRunner
@@ -139,9 +140,10 @@ def main():
         wait=dict(type="bool", default=True),
         timeout=dict(type="int", default=600),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("receive_string", "source")],
-                           required_one_of=[("receive_string", "source")])
+    module = AnsibleModule(**checked_suboptions(dict(
+        argument_spec=argument_spec, supports_check_mode=True,
+        mutually_exclusive=[("receive_string", "source")],
+        required_one_of=[("receive_string", "source")])))
 
     def work(client):
         source = None

@@ -112,6 +112,7 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._module import checked_suboptions
 from ansible_collections.keyops.lifecycle.plugins.module_utils._k8s import (
     K8S_CONNECTION_ARGSPEC, run_k8s_module, wait_for)
 from ansible_collections.keyops.lifecycle.plugins.module_utils._k10 import K10, PasskeyRunner
@@ -133,8 +134,9 @@ def main():
         timeout=dict(type="int", default=120),
         replace=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=[("vault_transit_key_name", "aws_cmk_key_id", "passphrase_secret")])
+    module = AnsibleModule(**checked_suboptions(dict(
+        argument_spec=argument_spec, supports_check_mode=True,
+        mutually_exclusive=[("vault_transit_key_name", "aws_cmk_key_id", "passphrase_secret")])))
 
     def work(client):
         runner = PasskeyRunner(K10(client), module.params, module.check_mode, wait_for)

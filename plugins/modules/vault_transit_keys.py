@@ -117,6 +117,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._module import checked_suboptions
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
     VaultModuleError,
     run_vault_module,
@@ -141,14 +142,13 @@ KEY_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(
+    module = AnsibleModule(**checked_suboptions(dict(
         argument_spec=vault_argument_spec(
             keys=dict(type="list", elements="dict", required=True, options=KEY_SPEC, no_log=False),
             mount=dict(type="str", default="transit"),
             workers=dict(type="int", default=8),
         ),
-        supports_check_mode=True,
-    )
+        supports_check_mode=True)))
     if not 1 <= module.params["workers"] <= 32:
         module.fail_json(msg="workers must be between 1 and 32 (got %d)" % module.params["workers"])
 

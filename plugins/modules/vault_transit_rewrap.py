@@ -175,6 +175,7 @@ consumers:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._module import checked_suboptions
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
     VaultModuleError,
     run_vault_module,
@@ -193,7 +194,7 @@ CONSUMER_SPEC = dict(
 
 
 def main():
-    module = AnsibleModule(
+    module = AnsibleModule(**checked_suboptions(dict(
         argument_spec=vault_argument_spec(
             name=dict(type="str"),
             mount=dict(type="str", default="transit"),
@@ -209,8 +210,7 @@ def main():
         required_together=[("name", "path")],
         required_one_of=[("path", "consumers")],
         mutually_exclusive=[("path", "consumers")],
-        supports_check_mode=True,
-    )
+        supports_check_mode=True)))
     params = module.params
     if not 1 <= params["batch_size"] <= _rewrap.MAX_SAFE_BATCH:
         module.fail_json(msg="batch_size must be between 1 and %d (got %d): OpenBao refuses larger JSON bodies "
