@@ -196,6 +196,10 @@ class KeyRepo:
     def read(self):
         """``{index: material}``; files that are not integers are ignored as keystone does (e.g. ``0.tmp``)."""
         if not self.exists():
+            if os.path.lexists(self.path):
+                raise KeyRepoError("%s exists but is not a directory: a key repository is a directory of key files "
+                                   "named 0, 1, 2 ...; point path at one (or at a path that does not exist yet)"
+                                   % self.path)
             return {}
         keys = {}
         for name in os.listdir(self.path):

@@ -87,6 +87,9 @@ def main():
         keys = repo.read()
     except KeyRepoError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
+    except OSError as exc:
+        module.fail_json(msg="cannot read the key repository %s: %s; check the path and that this user may read it "
+                             "(keystone's repositories are 0700, owned by the keystone user)" % (module.params["path"], exc))
     module.exit_json(changed=False, mode_problems=repo.modes_ok() if repo.exists() else [],
                      staged_age_seconds=repo.staged_age(), **describe(keys))
 
