@@ -29,8 +29,9 @@ def test_well_formed_values_have_no_problems():
     ({"source": 5}, ["source must be a dictionary with the options api_key, policy, tls, not int"]),
     ({"origin": [1]}, ["origin must be a dictionary with the options api_key, policy, tls, not list"]),
     ({"source": {"tls": True}}, ["source.tls must be a dictionary with the options ca, not bool"]),
-    ({"keys": [{"name": "a"}, 7, None]}, ["keys[1] must be a dictionary with the options name, not int",
-                                         "keys[2] must be a dictionary with the options name, not NoneType"]),
+    ({"keys": [{"name": "a"}, 7, None]},
+     ["keys[1] must be a dictionary with the options name, not int",
+      "keys[2] must be a dictionary with the options name, not NoneType"]),
 ])
 def test_malformed_values_are_named_with_their_path(params, expected):
     assert _module.shape_problems(SPEC, params) == expected
