@@ -109,11 +109,10 @@ def test_stage_promote_purge_sync_check_mode_and_secrecy(ansible, tmp_path):
     bad = ansible([{"name": "info", "keyops.lifecycle.keyrepo_info": {"path": broken}}])
     assert bad.rc != 0 and "is not a Fernet key" in bad.task("info")["msg"] and "Traceback" not in bad.output
     not_a_directory = str(tmp_path / "broken" / "1")
-    for name in ("info", "present"):
-        given = ({"name": name, "keyops.lifecycle.keyrepo_info": {"path": not_a_directory}} if name == "info"
-                 else task(name, path=not_a_directory, state="present"))
+    for given in ({"name": "info", "keyops.lifecycle.keyrepo_info": {"path": not_a_directory}},
+                  task("present", path=not_a_directory, state="present")):
         refused = ansible([given])
-        assert refused.rc != 0 and "exists but is not a directory" in refused.task(name)["msg"], refused.output
+        assert refused.rc != 0 and "exists but is not a directory" in refused.task(given["name"])["msg"], refused.output
     os.makedirs(os.path.join(broken, "2", "x"))  # a key "file" that is a directory: unreadable, reported
     os.unlink(os.path.join(broken, "1"))
     unreadable = ansible([{"name": "info", "keyops.lifecycle.keyrepo_info": {"path": broken}}])

@@ -41,9 +41,14 @@ def test_problems_never_quote_the_value():
     assert "hunter2" not in " ".join(_module.shape_problems(SPEC, {"source": {"tls": ["hunter2"]}}))
 
 
-def run_checked(params):
+def module_arguments(params):
+    """What AnsibleModule reads, as the controller sends it."""
     basic._ANSIBLE_PROFILE = "legacy"
     basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": params}).encode()
+
+
+def run_checked(params):
+    module_arguments(params)
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
         basic.AnsibleModule(**_module.checked_suboptions(dict(argument_spec=SPEC)))
@@ -59,7 +64,6 @@ def test_a_malformed_value_fails_cleanly_and_masks_what_hides_a_secret():
 
 
 def test_well_formed_arguments_reach_ansible_module_unchanged():
-    basic._ANSIBLE_PROFILE = "legacy"
-    basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": {"source": {"policy": "p"}}}).encode()
+    module_arguments({"source": {"policy": "p"}})
     module = basic.AnsibleModule(**_module.checked_suboptions(dict(argument_spec=SPEC)))
     assert module.params["source"]["policy"] == "p" and module.params["source"]["api_key"] is None
