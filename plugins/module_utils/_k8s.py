@@ -19,6 +19,8 @@ import time
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError, run_module
+
 try:
     import kubernetes
     from kubernetes.client.exceptions import ApiException
@@ -57,12 +59,12 @@ IN_CLUSTER_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
-class K8sModuleError(Exception):
-    """A failure explained for the operator; modules turn it into ``fail_json(msg=...)``."""
+class K8sModuleError(KeyopsModuleError):
+    """A Kubernetes failure explained for the operator; ``reason`` is the API Status reason."""
 
     def __init__(self, msg, status=None, reason=None, **details):
-        super(K8sModuleError, self).__init__(msg)
-        self.msg, self.status, self.reason, self.details = msg, status, reason, details
+        super(K8sModuleError, self).__init__(msg, status=status, **details)
+        self.reason = reason
 
 
 def connection_mode(params, environ=None, exists=os.path.exists):
@@ -261,15 +263,5 @@ def wait_for(fetch, done, timeout, interval=0.5, clock=time.monotonic, sleep=tim
 
 
 def run_k8s_module(module, work):
-    """Run ``work(client)``; every expected failure becomes ``fail_json`` with details.
-
-    ``work`` may always return a ``diff``; it is dropped unless the task runs with ``--diff``.
-    """
-    try:
-        client = K8sClient.from_params(module.params)
-        result = work(client)
-    except K8sModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    if not module._diff:  # pylint: disable=protected-access
-        result.pop("diff", None)
-    module.exit_json(**result)
+    """Run ``work(client)``; every expected failure becomes ``fail_json`` with details (see ``run_module``)."""
+    run_module(module, lambda m: K8sClient.from_params(m.params), work)

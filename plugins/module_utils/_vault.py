@@ -21,6 +21,9 @@ import time
 
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError, run_module
+from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import backoff_delays  # noqa: F401 (re-exported)
+
 try:
     import hvac
     import hvac.adapters
@@ -63,14 +66,8 @@ _REQUESTS_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_pro
                  "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
 
 
-class VaultModuleError(Exception):
-    """A failure explained for the operator; modules turn it into ``fail_json(msg=...)``."""
-
-    def __init__(self, msg, status=None, **details):
-        super(VaultModuleError, self).__init__(msg)
-        self.msg = msg
-        self.status = status
-        self.details = details
+class VaultModuleError(KeyopsModuleError):
+    """A Vault failure explained for the operator."""
 
 
 class VaultSealedError(VaultModuleError):
@@ -90,11 +87,6 @@ def vault_argument_spec(**module_options):
 
 def _truthy_env(name):
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def backoff_delays(retries, first=0.5, cap=8.0):
-    """Seconds to sleep before each retry: exponential, capped (pure; unit-tested)."""
-    return [min(cap, first * (2 ** attempt)) for attempt in range(max(0, retries))]
 
 
 def _errors_text(payload, fallback):
@@ -342,17 +334,5 @@ def _never_sent(exc):
 
 
 def run_vault_module(module, work, login=True):
-    """Run ``work(connection)`` and turn every expected failure into ``fail_json``.
-
-    ``work`` returns the result dict for ``exit_json``.  A partial result may be attached to a
-    :class:`VaultModuleError` via ``details`` (e.g. the actions already done) so the operator
-    sees exactly how far the task got.
-    """
-    try:
-        connection = VaultConnection.from_module(module, login=login)
-        result = work(connection)
-    except VaultModuleError as exc:
-        module.fail_json(msg=exc.msg, **exc.details)
-    if not getattr(module, "_diff", False):  # work may always return a diff; shown only with --diff
-        result.pop("diff", None)
-    module.exit_json(**result)
+    """Run ``work(connection)`` and turn every expected failure into ``fail_json`` (see ``run_module``)."""
+    run_module(module, lambda m: VaultConnection.from_module(m, login=login), work)
