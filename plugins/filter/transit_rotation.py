@@ -27,8 +27,8 @@ class FilterModule(object):
     def filters(self):
         return {
             "transit_rotation_plan": _wrap(_rotation.plan),
-            "transit_rotation_file_records": _wrap(_rotation.file_records),
-            "transit_rotation_module_records": _wrap(_rotation.module_records),
+            "transit_rotation_records": _wrap(_rotation.records),
+            "transit_rotation_shares": _wrap(_rotation.shares),
             "transit_rotation_latest": _wrap(_rotation.latest_version),
             "transit_rotation_decide": _wrap(_rotation.decide),
             "transit_rotation_report": _wrap(_rotation.report),

@@ -458,7 +458,7 @@ def vault_passkeys(passkeys, key_name, path):
 def vault_passkey_census(passkeys, key_name, path):
     """Which transit key versions K10 still needs: the versions recorded on its usable passkeys of this key.
 
-    Returns ``(census, min_version_in_use, error)``.  A usable passkey without a recorded version makes the
+    Returns ``(census, oldest_version_in_use, error)``.  A usable passkey without a recorded version makes the
     census unprovable: then ``error`` says so and the rotation must not raise min_decryption_version.
     """
     census, unknown = {}, []
@@ -503,7 +503,7 @@ def rotate_passkeys(k10, params, check_mode, wait_for):
     if error:
         raise K8sModuleError(error, actions=runner.actions, census_before=before)
     return {"changed": bool(runner.actions), "actions": runner.actions, "passkey": new_name,
-            "census_before": before, "census_after": census, "min_version_in_use": min_version,
+            "census_before": before, "census_after": census, "oldest_version_in_use": min_version,
             "rewrapped": 1 if runner.actions else 0}
 
 

@@ -7,7 +7,8 @@ The role runs a fixed number of bulk tasks whatever the number of keys; between 
 functions (exposed as filters) decide what the next task sends:
 
 * :func:`plan` - normalise the key list; the step-1 requests; consumers grouped by type.
-* :func:`file_records` - one census record per file consumer from the bulk rewrap results.
+* :func:`records` - census records of one consumer type from its task file's results (see _consumers.py).
+* :func:`shares` - the work items of a consumer shared between hosts (primary key ranges).
 * :func:`decide` - per key, the oldest version still in use and how far min_decryption_version
   may go: never above that version, and not at all when a consumer could not be read/rewrapped.
 * :func:`report` - one report entry per key.
@@ -17,29 +18,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-# Consumer type -> the consumer fields passed on to its step-2 module (tasks/consumer_<type>.yml).
-CONSUMER_ARGS = {
-    "file": ("path", "field"),
-    "k10_passkey": ("passkey_prefix", "kubeconfig", "context"),
-    "k8s_secret": ("secret", "secret_namespace", "data_keys", "kubeconfig", "context"),
-}
-REQUIRED_CONSUMER_ARGS = {"file": ("path",), "k10_passkey": ("passkey_prefix",), "k8s_secret": ("secret",)}
+from ansible_collections.keyops.lifecycle.plugins.module_utils._consumers import (
+    CONSUMER_TYPES, ConsumerInputError, check_consumer, public_args)
+
 
 
 class RotationInputError(ValueError):
     pass
-
-
-def consumer_id(consumer_type, host, consumer):
-    if consumer_type == "file":
-        field = consumer.get("field")
-        return "file:%s:%s%s" % (host, consumer.get("path"), "[%s]" % field if field else "")
-    if consumer_type == "k10_passkey":
-        return "k10_passkey:%s:%s" % (consumer.get("context") or "default", consumer.get("passkey_prefix"))
-    if consumer_type == "k8s_secret":
-        return "k8s_secret:%s:%s/%s" % (consumer.get("context") or "default", consumer.get("secret_namespace")
-                                        or "default", consumer.get("secret"))
-    return "%s:%s" % (consumer_type, consumer.get("name") or consumer.get("path"))
 
 
 def plan(keys, default_mount="transit", default_host="localhost"):
@@ -61,21 +46,20 @@ def plan(keys, default_mount="transit", default_host="localhost"):
             request["rotate"] = True  # no schedule given: rotate on every run
         step1.append(request)
         for position, consumer in enumerate(key.get("consumers") or []):
-            consumer_type = consumer.get("type")
-            if consumer_type not in CONSUMER_ARGS:
-                raise RotationInputError("key %s consumer %d: unknown type %r (known: %s)"
-                                         % (key["name"], position, consumer_type, ", ".join(sorted(CONSUMER_ARGS))))
-            missing = [arg for arg in REQUIRED_CONSUMER_ARGS[consumer_type] if not consumer.get(arg)]
-            if missing:
-                raise RotationInputError("key %s consumer %d (%s) needs %s"
-                                         % (key["name"], position, consumer_type, ", ".join(missing)))
+            try:
+                row = check_consumer(consumer)
+            except ConsumerInputError as exc:
+                raise RotationInputError("key %s consumer %d %s" % (key["name"], position, exc))
             host = consumer.get("host") or default_host
-            record = {"id": consumer_id(consumer_type, host, consumer), "type": consumer_type, "host": host,
-                      "key": key["name"], "mount": mount,
-                      "args": dict(name=key["name"], mount=mount,
-                                   **dict((arg, consumer.get(arg)) for arg in CONSUMER_ARGS[consumer_type]))}
+            args = public_args(row, consumer)
+            args.update(name=key["name"], mount=mount)
+            record = {"id": row.identity(dict(args, host=host)), "type": row.name, "host": host,
+                      "hosts": consumer.get("hosts") or [host],
+                      "key": key["name"], "mount": mount, "args": args,
+                      # Secret options are read from the user's own variable at the task (never put in facts).
+                      "source": {"key": index, "consumer": position}}
             entry["consumers"].append(record["id"])
-            consumers.setdefault(consumer_type, []).append(record)
+            consumers.setdefault(row.name, []).append(record)
         normalised.append(entry)
     return {"keys": normalised, "step1": step1, "consumers": consumers}
 
@@ -83,11 +67,23 @@ def plan(keys, default_mount="transit", default_host="localhost"):
 def _empty_record(consumer, error):
     return {"id": consumer["id"], "type": consumer["type"], "key": consumer["key"], "mount": consumer["mount"],
             "ok": False, "error": error, "census_before": {}, "census_after": {}, "rewrapped": 0,
-            "min_version_in_use": None}
+            "oldest_version_in_use": None}
 
 
-def file_records(loop_results):
-    """Census records from the per-host bulk rewrap loop (``register`` of a loop over host groups)."""
+CENSUS_FIELDS = ("census_before", "census_after", "rewrapped", "oldest_version_in_use")
+
+
+def _record(consumer, result, failed):
+    record = _empty_record(consumer, (result.get("msg") or "failed") if failed else None)
+    record["ok"] = not failed
+    for name in CENSUS_FIELDS:
+        if not failed and result.get(name) is not None:
+            record[name] = result[name]
+    return record
+
+
+def _per_host_records(loop_results):
+    """One bulk result per host (``register`` of a loop over host groups) with a ``consumers`` list."""
     records = []
     for result in loop_results or []:
         host, consumers = result["transit_rotation_host_group"] if "transit_rotation_host_group" in result \
@@ -100,31 +96,94 @@ def file_records(loop_results):
             records.extend(_empty_record(consumer, reason) for consumer in consumers)
             continue
         for consumer, outcome in zip(consumers, outcomes):
-            record = _empty_record(consumer, outcome.get("error"))
-            record.update(ok=bool(outcome.get("ok")))
-            for name in ("census_before", "census_after", "rewrapped", "min_version_in_use"):
-                if outcome.get(name) is not None:
-                    record[name] = outcome[name]
+            record = _record(consumer, outcome, failed=not outcome.get("ok"))
+            record["error"] = outcome.get("error") if not outcome.get("ok") else None
             records.append(record)
     return records
 
 
-def module_records(loop_results):
-    """Census records from a step-2 loop whose module returns census_before/after and min_version_in_use.
+def _consumer_of(result):
+    return result.get("transit_rotation_consumer") or result["item"]
 
-    A failed item (module error, timeout, refused delete) blocks its key: its record is not ok.
+
+def _failed(result):
+    return bool(result.get("failed") or result.get("unreachable"))
+
+
+def _per_item_records(loop_results):
+    """One module result per consumer; a failed item (module error, timeout, refused delete) blocks its key."""
+    return [_record(_consumer_of(result), result, _failed(result)) for result in loop_results or []]
+
+
+def _add_census(total, census):
+    for version, count in (census or {}).items():
+        total[version] = total.get(version, 0) + count
+    return dict(sorted(total.items(), key=lambda item: int(item[0])))
+
+
+def _shared_records(census_results, share_results):
+    """A consumer whose work was shared out (one result per share) and then counted as a whole.
+
+    The final census decides; the shares contribute what was rewrapped and the census before, and any
+    share that failed blocks the consumer.
     """
+    shares = {}
+    for result in share_results or []:
+        # async_status results carry the launch result (and its share) in their loop variable.
+        share = result.get("transit_rotation_share") or result["transit_rotation_job"]["transit_rotation_share"]
+        result = dict(result, transit_rotation_share=share)
+        shares.setdefault(share["consumer"]["id"], []).append(result)
     records = []
-    for result in loop_results or []:
-        consumer = result.get("transit_rotation_consumer") or result["item"]
-        failed = bool(result.get("failed") or result.get("unreachable"))
-        record = _empty_record(consumer, result.get("msg") if failed else None)
-        record["ok"] = not failed
-        for name in ("census_before", "census_after", "rewrapped", "min_version_in_use"):
-            if not failed and result.get(name) is not None:
-                record[name] = result[name]
+    for result in census_results or []:
+        consumer = _consumer_of(result)
+        record = _record(consumer, result, _failed(result))
+        mine = shares.get(consumer["id"], [])
+        failed = [r for r in mine if _failed(r) or not r.get("finished", True)]
+        if failed:
+            share = failed[0]["transit_rotation_share"]
+            record.update(ok=False, error="share %s on %s: %s" % (
+                share.get("range") or "whole table", share["host"],
+                failed[0].get("msg") or "did not finish"))
+        census_before = {}
+        for share_result in mine:
+            census_before = _add_census(census_before, share_result.get("census_before"))
+        record["census_before"] = census_before if mine else record["census_before"]
+        record["rewrapped"] = sum(r.get("rewrapped") or 0 for r in mine if not _failed(r))
         records.append(record)
     return records
+
+
+_RECORDS = {"per_host": _per_host_records, "per_item": _per_item_records}
+
+
+def records(loop_results, consumer_type, share_results=None):
+    """Census records of one consumer type from its task file's registered results (see _consumers.py)."""
+    kind = CONSUMER_TYPES[consumer_type].records
+    if kind == "shared":
+        return _shared_records(loop_results, share_results)
+    return _RECORDS[kind](loop_results)
+
+
+def shares(consumers, range_results=None):
+    """The work items of consumers shared between hosts: one per host, each with its primary key range.
+
+    ``range_results``: the registered loop that asked the consumer's module for as many ranges as
+    it has hosts.  A consumer with one host is one share over the whole table.
+    """
+    ranges = dict((_consumer_of(r)["id"], r.get("primary_key_ranges") or []) for r in range_results or [])
+    items = []
+    for consumer in consumers or []:
+        hosts = consumer.get("hosts") or [consumer["host"]]
+        if len(hosts) == 1:
+            items.append({"consumer": consumer, "host": hosts[0], "range": None})
+            continue
+        planned = ranges.get(consumer["id"])
+        if planned is None or len(planned) != len(hosts):
+            raise RotationInputError("consumer %s: no primary key ranges planned for its %d hosts"
+                                     % (consumer["id"], len(hosts)))
+        items.extend({"consumer": consumer, "host": host, "range": planned[index]}
+                     for index, host in enumerate(hosts))
+    return items
 
 
 def latest_version(step1_keys, mount, name):
@@ -154,17 +213,17 @@ def decide(rotation_plan, step1_keys, records):
         state = after_step1[(key["mount"], key["name"])]["key"]
         mine = _records_of(key, records)
         blocked_by = [r["id"] for r in mine if not r["ok"]]
-        in_use = [r["min_version_in_use"] for r in mine if r["ok"] and r["min_version_in_use"] is not None]
+        in_use = [r["oldest_version_in_use"] for r in mine if r["ok"] and r["oldest_version_in_use"] is not None]
         # Consumers holding nothing need nothing: then the latest version is the oldest in use.
         oldest = min(in_use) if in_use else state["latest_version"]
         decision = {"name": key["name"], "mount": key["mount"], "blocked_by": blocked_by,
-                    "no_consumers": not key["consumers"], "oldest_in_use": oldest, "raise_to": None,
+                    "no_consumers": not key["consumers"], "oldest_version_in_use": oldest, "raise_to": None,
                     "trim_to": None}
         min_decryption = state["min_decryption_version"]
         if key["consumers"] and not blocked_by and oldest > min_decryption:
             decision["raise_to"] = min_decryption = oldest
             raise_requests.append({"name": key["name"], "mount": key["mount"],
-                                   "min_decryption_version": oldest, "in_use_min_version": oldest})
+                                   "min_decryption_version": oldest, "oldest_version_in_use": oldest})
         if key["trim"] and not blocked_by and min_decryption > state["min_available_version"]:
             decision["trim_to"] = min_decryption
             trim_requests.append({"name": key["name"], "mount": key["mount"],
@@ -196,7 +255,7 @@ def report(rotation_plan, step1_keys, decisions, step3_keys=None, step4_keys=Non
             "min_decryption_version_before": first["before"]["min_decryption_version"],
             "min_decryption_version_after": after["min_decryption_version"],
             "min_available_version_after": after["min_available_version"],
-            "oldest_in_use": decision["oldest_in_use"],
+            "oldest_version_in_use": decision["oldest_version_in_use"],
             "consumers": _records_of(key, records),
             "blocked_by": decision["blocked_by"], "note": note,
         })
@@ -218,7 +277,7 @@ def report_markdown(entries):
         lines.append("| %s | %s | %s | %s → %s | %s → %s | %s | %s |" % (
             key["name"], key["mount"], "yes" if key["rotated"] else "no", key["version_before"],
             key["version_after"], key["min_decryption_version_before"], key["min_decryption_version_after"],
-            key["oldest_in_use"], key["note"]))
+            key["oldest_version_in_use"], key["note"]))
     lines += ["", "## Consumers", "", "| key | consumer | census before | census after | rewrapped | status |",
               "|---|---|---|---|---|---|"]
     for key in entries:

@@ -78,5 +78,5 @@ def rewrap_secret(vault, kube, params, check_mode):
             target = str(latest) if int(version) < latest else version
             census_after[target] = census_after.get(target, 0) + count
         census_after = sorted_census(census_after)
-    result.update(census_after=census_after, min_version_in_use=min_version(census_after))
+    result.update(census_after=census_after, oldest_version_in_use=min_version(census_after))
     return result

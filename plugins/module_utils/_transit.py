@@ -120,11 +120,11 @@ def rotation_due(key, older_than_seconds, now):
     return (now - created).total_seconds() >= older_than_seconds
 
 
-def check_min_decryption_version(current, requested, latest, in_use_min_version=None, force=False):
+def check_min_decryption_version(current, requested, latest, oldest_version_in_use=None, force=False):
     """Refuse a min_decryption_version that would strand ciphertext.  Returns None when safe.
 
     Raising the minimum makes every ciphertext under an older version undecryptable, so it is
-    allowed only up to the oldest version a consumer still uses (``in_use_min_version``), or
+    allowed only up to the oldest version a consumer still uses (``oldest_version_in_use``), or
     with ``force``.  Lowering it (undoing a raise) is always allowed.
     """
     if requested < 1:
@@ -133,17 +133,17 @@ def check_min_decryption_version(current, requested, latest, in_use_min_version=
         raise TransitPlanError("min_decryption_version %d is above the latest key version %d" % (requested, latest))
     if requested <= current or force:
         return
-    if in_use_min_version is None:
+    if oldest_version_in_use is None:
         raise TransitPlanError(
             "refusing to raise min_decryption_version from %d to %d: ciphertext still encrypted under versions "
             "%d..%d would become undecryptable. Re-encrypt every consumer first (vault_transit_rewrap), then pass "
-            "in_use_min_version (the oldest key version any consumer still uses) or force: true"
+            "oldest_version_in_use (the oldest key version any consumer still uses) or force: true"
             % (current, requested, current, requested - 1))
-    if requested > in_use_min_version:
+    if requested > oldest_version_in_use:
         raise TransitPlanError(
             "refusing to raise min_decryption_version to %d: consumers still use key version %d "
-            "(in_use_min_version). Re-encrypt them first; at most %d is safe now"
-            % (requested, in_use_min_version, max(current, in_use_min_version)))
+            "(oldest_version_in_use). Re-encrypt them first; at most %d is safe now"
+            % (requested, oldest_version_in_use, max(current, oldest_version_in_use)))
 
 
 def _new_key(name, key_type, now):
@@ -253,7 +253,7 @@ def plan_transit_key(current, desired, now):
 
 
 def _validate_numbers(desired):
-    for option, lowest in (("min_decryption_version", 1), ("in_use_min_version", 1),
+    for option, lowest in (("min_decryption_version", 1), ("oldest_version_in_use", 1),
                            ("min_encryption_version", 0), ("min_available_version", 0)):
         value = desired.get(option)
         if value is not None and value < lowest:
@@ -296,7 +296,7 @@ def _plan_config(current, predicted, desired):
     wanted_min_dec = desired.get("min_decryption_version")
     if wanted_min_dec is not None and wanted_min_dec != predicted["min_decryption_version"]:
         check_min_decryption_version(predicted["min_decryption_version"], wanted_min_dec, latest,
-                                     desired.get("in_use_min_version"), bool(desired.get("force")))
+                                     desired.get("oldest_version_in_use"), bool(desired.get("force")))
         if wanted_min_dec < predicted["min_available_version"]:
             raise TransitPlanError("min_decryption_version %d is below min_available_version %d: versions below "
                                    "it were trimmed and cannot come back" % (wanted_min_dec, predicted["min_available_version"]))

@@ -74,22 +74,30 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-rewrapped:
-  description: Number of data keys rewrapped (or that would be, in check mode).
-  returned: always
-  type: int
+# census: generated from module_utils/_consumers.py by tools/consumer_contract.py
 census_before:
-  description: Number of ciphertexts per key version before.
-  returned: always
+  description: Ciphertexts per key version before the run (version as a string -> count).
+  returned: success
   type: dict
+  sample: {"1": 700, "2": 300}
 census_after:
-  description: The same after.
-  returned: always
+  description:
+    - Ciphertexts per key version after the run (the same as RV(census_before) in check mode).
+    - This is what decides how far min_decryption_version may be raised.
+  returned: success
   type: dict
-min_version_in_use:
-  description: Oldest key version still held by the Secret (null when it holds none).
-  returned: always
+  sample: {"3": 1000}
+rewrapped:
+  description: Ciphertexts rewrapped (in check mode, that would be rewrapped).
+  returned: success
   type: int
+  sample: 1000
+oldest_version_in_use:
+  description: The oldest key version the consumer still holds (null when it holds none).
+  returned: success
+  type: int
+  sample: 3
+# end of census
 """
 
 from ansible.module_utils.basic import AnsibleModule

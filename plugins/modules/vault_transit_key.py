@@ -15,7 +15,7 @@ description:
   - Manages one key of a transit secrets engine.
   - Rotation can be made idempotent for scheduled jobs with O(rotate_older_than).
   - Raising O(min_decryption_version) makes older ciphertext undecryptable, so it is refused unless
-    O(in_use_min_version) proves no consumer still uses an older version, or O(force=true).
+    O(oldest_version_in_use) proves no consumer still uses an older version, or O(force=true).
   - Supports check mode (nothing is sent; the result predicts the change) and diff mode
     (configuration and version list before and after; never key material).
 extends_documentation_fragment:
@@ -67,13 +67,15 @@ options:
   min_decryption_version:
     description:
       - Oldest key version Vault may decrypt with.
-      - Raising it above the current value requires O(in_use_min_version) >= the new value, or O(force=true).
+      - Raising it above the current value requires O(oldest_version_in_use) >= the new value, or O(force=true).
     type: int
-  in_use_min_version:
+  oldest_version_in_use:
     description:
       - The oldest key version still referenced by any consumer of this key (for example the
-        C(min_version_in_use) of M(keyops.lifecycle.vault_transit_rewrap)). Guards O(min_decryption_version).
+        C(oldest_version_in_use) of M(keyops.lifecycle.vault_transit_rewrap)). Guards O(min_decryption_version).
+      - The alias O(in_use_min_version) is deprecated and will be removed in 2.0.0.
     type: int
+    aliases: [in_use_min_version]
   force:
     description: Raise O(min_decryption_version) without proof that no consumer needs older versions.
     type: bool
@@ -123,7 +125,7 @@ EXAMPLES = r"""
       keyops.lifecycle.vault_transit_key:
         name: kasten
         min_decryption_version: 3
-        in_use_min_version: "{{ rewrap.min_version_in_use }}"
+        oldest_version_in_use: "{{ rewrap.oldest_version_in_use }}"
 
     - name: Delete a key that is no longer needed
       keyops.lifecycle.vault_transit_key:
@@ -203,7 +205,8 @@ def main():
             rotate=dict(type="bool", default=False),
             rotate_older_than=dict(type="str"),
             min_decryption_version=dict(type="int"),
-            in_use_min_version=dict(type="int"),
+            oldest_version_in_use=dict(type="int", aliases=["in_use_min_version"], deprecated_aliases=[
+                dict(name="in_use_min_version", version="2.0.0", collection_name="keyops.lifecycle")]),
             force=dict(type="bool", default=False),
             min_encryption_version=dict(type="int"),
             min_available_version=dict(type="int"),

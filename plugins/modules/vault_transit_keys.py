@@ -18,7 +18,7 @@ description:
   - Every key is read and planned before anything is sent. If any key's change is refused (unsafe
     C(min_decryption_version), missing key, impossible trim), the task fails naming each refusal and changes nothing.
   - There is no O(keyops.lifecycle.vault_transit_key#module:force) here - raising C(min_decryption_version) always
-    needs C(in_use_min_version).
+    needs C(oldest_version_in_use).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
 attributes:
@@ -45,11 +45,14 @@ options:
         description: Rotate when the newest version is at least this old (V(90d), V(12h)).
         type: str
       min_decryption_version:
-        description: Oldest version Vault may decrypt with (raising it needs O(keys[].in_use_min_version)).
+        description: Oldest version Vault may decrypt with (raising it needs O(keys[].oldest_version_in_use)).
         type: int
-      in_use_min_version:
-        description: Oldest version any consumer of the key still uses.
+      oldest_version_in_use:
+        description:
+          - Oldest version any consumer of the key still uses.
+          - The alias O(keys[].in_use_min_version) is deprecated and will be removed in 2.0.0.
         type: int
+        aliases: [in_use_min_version]
       min_encryption_version:
         description: Oldest version Vault may encrypt with.
         type: int
@@ -79,8 +82,8 @@ EXAMPLES = r"""
 - name: Raise min_decryption_version of two keys as far as their consumers allow
   keyops.lifecycle.vault_transit_keys:
     keys:
-      - {name: kasten, min_decryption_version: 4, in_use_min_version: 4}
-      - {name: payroll, mount: transit-hr, min_decryption_version: 2, in_use_min_version: 2}
+      - {name: kasten, min_decryption_version: 4, oldest_version_in_use: 4}
+      - {name: payroll, mount: transit-hr, min_decryption_version: 2, oldest_version_in_use: 2}
 """
 
 RETURN = r"""
@@ -135,7 +138,8 @@ KEY_SPEC = dict(
     rotate=dict(type="bool"),
     rotate_older_than=dict(type="str"),
     min_decryption_version=dict(type="int"),
-    in_use_min_version=dict(type="int"),
+    oldest_version_in_use=dict(type="int", aliases=["in_use_min_version"], deprecated_aliases=[
+        dict(name="in_use_min_version", version="2.0.0", collection_name="keyops.lifecycle")]),
     min_encryption_version=dict(type="int"),
     min_available_version=dict(type="int"),
 )

@@ -26,7 +26,7 @@ def test_build_and_install(tmp_path):
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(install))
     doc = subprocess.run([os.path.join(BIN, "ansible-doc"), "-t", "module", "keyops.lifecycle.vault_transit_key"],
                          check=True, capture_output=True, text=True, env=env)
-    assert "min_decryption_version" in doc.stdout and "in_use_min_version" in doc.stdout
+    assert "min_decryption_version" in doc.stdout and "oldest_version_in_use" in doc.stdout
     listing = subprocess.run([os.path.join(BIN, "ansible-doc"), "-l", "keyops.lifecycle"],
                              check=True, capture_output=True, text=True, env=env).stdout
     assert "keyops.lifecycle.vault_transit_key_info" in listing

@@ -122,7 +122,7 @@ def test_vault_kubernetes_and_k10_examples(examples_vault, kms, tmp_path):
         tasks = [task for module in VAULT_AND_KUBE for task in examples(module, substitutions)]
         results = [{"name": "kasten", "mount": "transit", "rotated": True, "version_before": 3, "version_after": 4,
                     "min_decryption_version_before": 1, "min_decryption_version_after": 4,
-                    "min_available_version_after": 0, "oldest_in_use": 4, "consumers": [], "blocked_by": [],
+                    "min_available_version_after": 0, "oldest_version_in_use": 4, "consumers": [], "blocked_by": [],
                     "note": "ok"}]
         env = {"VAULT_ADDR": vault.address, "VAULT_TOKEN": vault.token, "K8S_AUTH_KUBECONFIG": kubeconfig,
                "K8S_AUTH_CONTEXT": "lab-source"}

@@ -132,15 +132,15 @@ def test_guarded_min_decryption_version_and_trim(ansible, vault_client, transit_
     refused = ansible([key_task(transit_mount, min_decryption_version=3)])
     assert refused.rc != 0
     msg = refused.task("key")["msg"]
-    assert "refusing to raise min_decryption_version from 1 to 3" in msg and "in_use_min_version" in msg
+    assert "refusing to raise min_decryption_version from 1 to 3" in msg and "oldest_version_in_use" in msg
     assert read_key(vault_client, transit_mount)["min_decryption_version"] == 1
 
-    too_high = ansible([key_task(transit_mount, min_decryption_version=3, in_use_min_version=2)])
+    too_high = ansible([key_task(transit_mount, min_decryption_version=3, oldest_version_in_use=2)])
     assert too_high.rc != 0
     assert "consumers still use key version 2" in too_high.task("key")["msg"]
     assert read_key(vault_client, transit_mount)["min_decryption_version"] == 1
 
-    allowed = ansible([key_task(transit_mount, min_decryption_version=2, in_use_min_version=2)], expect_rc=0)
+    allowed = ansible([key_task(transit_mount, min_decryption_version=2, oldest_version_in_use=2)], expect_rc=0)
     assert allowed.task("key")["key"]["min_decryption_version"] == 2
     assert list(allowed.task("key")["key"]["versions"]) == ["2", "3"]
 

@@ -94,7 +94,7 @@ def test_check_min_decryption_version(current, requested, latest, in_use, force,
 
 @given(current=st.integers(1, 20), latest_extra=st.integers(0, 20), requested=st.integers(1, 45),
        in_use=st.one_of(st.none(), st.integers(1, 45)))
-def test_guard_never_allows_above_oldest_in_use(current, latest_extra, requested, in_use):
+def test_guard_never_allows_above_oldest_version_in_use(current, latest_extra, requested, in_use):
     latest = current + latest_extra
     try:
         check_min_decryption_version(current, requested, latest, in_use, False)
@@ -120,7 +120,7 @@ def test_plan_unchanged_key_is_empty():
 def test_plan_rotate_when_due_then_raise_within_proof():
     key = vault_key(latest=2, age_days=91)
     ops, predicted = plan_transit_key(key, desired(rotate_older_than="90d", min_decryption_version=2,
-                                                   in_use_min_version=2), NOW)
+                                                   oldest_version_in_use=2), NOW)
     assert [op[0] for op in ops] == ["rotate", "config"]
     assert ops[1][1] == {"min_decryption_version": 2}
     assert predicted["latest_version"] == 3 and sorted(predicted["versions"]) == ["2", "3"]
