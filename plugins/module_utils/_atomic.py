@@ -36,10 +36,11 @@ class AtomicFile:
 
     ``mode``: permission bits of the result (default 0600).  ``like``: copy mode and owner from this
     existing file instead (a rewritten data file keeps its permissions).  ``prefix``: the twin's name
-    prefix, so a crashed run's leftovers can be found (``stale_twins``).
+    prefix, so a crashed run's leftovers can be found (``stale_twins``).  ``owner``: ``(uid, gid)`` given to
+    the twin before the rename (None or -1 keeps that part).
     """
 
-    def __init__(self, path, mode=0o600, like=None, prefix=None, binary=False, make_dirs=False):
+    def __init__(self, path, mode=0o600, like=None, prefix=None, binary=False, make_dirs=False, owner=None):
         self.path = os.path.abspath(path)
         self.directory = os.path.dirname(self.path)
         self.mode = mode
@@ -47,6 +48,7 @@ class AtomicFile:
         self.prefix = prefix or ".%s.keyops-tmp-" % os.path.basename(self.path)
         self.binary = binary
         self.make_dirs = make_dirs
+        self.owner = owner
         self.temp = None
         self.handle = None
 
@@ -78,6 +80,9 @@ class AtomicFile:
                     pass  # not root: the file keeps our ownership, as any editor would leave it
             else:
                 os.chmod(self.temp, self.mode)
+            if self.owner is not None:
+                uid, gid = self.owner
+                os.chown(self.temp, -1 if uid is None else uid, -1 if gid is None else gid)
             os.replace(self.temp, self.path)
         except BaseException:
             self.discard()

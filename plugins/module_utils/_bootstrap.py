@@ -9,8 +9,8 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _atomic
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
 from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import parse_duration
 
@@ -77,21 +77,7 @@ def normalize_policy(text):
 
 def write_private_file(path, text):
     """Atomically write ``text`` to ``path`` with mode 0600 (directory created 0700)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    return _atomic.write_file(path, text, mode=0o600, make_dirs=True)
 
 
 def token_request(params):

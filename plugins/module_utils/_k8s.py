@@ -20,6 +20,7 @@ import time
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError, run_module
+from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import Retry, with_retries
 
 try:
     import kubernetes
@@ -100,9 +101,9 @@ def _header_safe(value):
     return all(32 < ord(char) < 127 for char in str(value))
 
 
-def should_retry(method, status, attempt, retries):
+def should_retry(method, status):
     """429 always (nothing was done); 5xx only for requests that are safe to repeat or were refused unprocessed."""
-    if attempt >= retries or status not in RETRY_STATUSES:
+    if status not in RETRY_STATUSES:
         return False
     return status in (429, 503) or method in ("GET", "PUT", "DELETE", "PATCH")
 
@@ -198,9 +199,9 @@ class K8sClient:
                 missing_ok=False):
         """JSON in, JSON out.  Returns None for a 404 when ``missing_ok``; raises K8sModuleError otherwise."""
         what = what or path
-        attempt = 0
         verb = {"GET": "read", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[method]
-        while True:
+
+        def attempt():
             try:
                 response = self.api_client.call_api(
                     path, method, query_params=list((query or {}).items()),
@@ -212,19 +213,15 @@ class K8sClient:
             except ApiException as exc:
                 if exc.status == 404 and missing_ok:
                     return None
-                if should_retry(method, exc.status, attempt, self.retries):
-                    attempt += 1
-                    self.sleep(min(2 ** attempt * 0.25, 5))
-                    continue
                 payload = status_body(exc.body)
-                raise K8sModuleError(explain(exc.status, exc.body, verb, what, self.host), status=exc.status,
-                                     reason=payload.get("reason"))
+                final = K8sModuleError(explain(exc.status, exc.body, verb, what, self.host), status=exc.status,
+                                       reason=payload.get("reason"))
+                raise Retry(final) if should_retry(method, exc.status) else final
             except (Urllib3Error, OSError) as exc:
-                if method == "GET" and attempt < self.retries:
-                    attempt += 1
-                    self.sleep(min(2 ** attempt * 0.25, 5))
-                    continue
-                raise K8sModuleError(explain(0, str(exc), verb, what, self.host), status=0)
+                final = K8sModuleError(explain(0, str(exc), verb, what, self.host), status=0)
+                raise Retry(final) if method == "GET" else final
+
+        return with_retries(attempt, self.retries, self.sleep, first=0.5, cap=5.0)
 
 
 def client_for_vault_module(params):

@@ -27,6 +27,8 @@ import os
 import stat
 import time
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _atomic
+
 REPO_TYPES = ("fernet", "credential", "receipt")
 CREDENTIAL_MAX_KEYS = 3
 
@@ -233,25 +235,13 @@ class KeyRepo:
             os.chown(path, -1 if self.uid is None else self.uid, -1 if self.gid is None else self.gid)
 
     def _fsync_dir(self):
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _atomic.fsync_directory(self.path)
 
     def write(self, index, material):
         """Temp file (0600 from its first byte) -> fsync -> rename over the index -> fsync the directory."""
-        temp = os.path.join(self.path, ".%d.keyops-tmp" % index)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, bytes(material))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(temp, 0o600)
-        self._chown(temp)
-        os.rename(temp, os.path.join(self.path, str(index)))
-        self._fsync_dir()
+        with _atomic.AtomicFile(os.path.join(self.path, str(index)), mode=0o600, binary=True,
+                                prefix=".%d.keyops-tmp-" % index, owner=(self.uid, self.gid)) as handle:
+            handle.write(bytes(material))
 
     def link(self, source, target):
         """``target`` becomes a second name of ``source`` (same inode): present before ``source`` changes."""
@@ -269,7 +259,7 @@ class KeyRepo:
 
     def clean_temps(self):
         for name in os.listdir(self.path):
-            if name.startswith(".") and (name.endswith(".keyops-tmp") or name.endswith(".keyops-link")):
+            if name.startswith(".") and (".keyops-tmp" in name or name.endswith(".keyops-link")):
                 os.unlink(os.path.join(self.path, name))
 
     def modes_ok(self):

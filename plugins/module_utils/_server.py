@@ -18,9 +18,9 @@ __metaclass__ = type
 
 import json
 import os
-import tempfile
 import time
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _atomic
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
 
 
@@ -78,43 +78,27 @@ def keys_document(answer, params):
 
 
 class KeysFile:
-    """Open the keys file's temporary twin before init; commit it (fsync + rename) after."""
+    """Open the keys file's temporary twin (0600) before init; commit it (fsync + rename) after."""
 
     def __init__(self, path, overwrite=False):
         self.path = os.path.abspath(path)
-        directory = os.path.dirname(self.path)
         if os.path.exists(self.path) and not overwrite:
             raise VaultModuleError(
                 "keys_file %s already exists and the server is not initialised: it probably holds the keys of "
                 "another server. Move it away (or set overwrite_keys_file) and re-run; nothing was done" % self.path)
+        self.writer = _atomic.AtomicFile(self.path, mode=0o600, make_dirs=True)
         try:
-            if not os.path.isdir(directory):
-                os.makedirs(directory, 0o700)
-            self.fd, self.temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(self.path), dir=directory)
+            self.writer.open()
         except (IOError, OSError) as exc:
             raise VaultModuleError("cannot prepare keys_file %s (%s); the server was not initialised" % (path, exc))
-        os.fchmod(self.fd, 0o600)
 
     def commit(self, document):
-        with os.fdopen(self.fd, "w") as handle:
-            json.dump(document, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(self.temp, self.path)
-        dir_fd = os.open(os.path.dirname(self.path), os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        json.dump(document, self.writer.handle, indent=2)
+        self.writer.handle.write("\n")
+        self.writer.commit()
 
     def discard(self):
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
-        if os.path.exists(self.temp):
-            os.unlink(self.temp)
+        self.writer.discard()
 
 
 def read_keys_file(path):

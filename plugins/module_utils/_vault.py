@@ -22,7 +22,8 @@ import time
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError, run_module
-from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import backoff_delays  # noqa: F401 (re-exported)
+from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import (  # noqa: F401 (backoff_delays re-exported)
+    Retry, backoff_delays, with_retries)
 
 try:
     import hvac
@@ -201,25 +202,25 @@ class VaultConnection:
 
     def _call_login(self, method, mount, login):
         path = "auth/%s/login" % mount
-        for delay in backoff_delays(self.retries) + [None]:
+
+        def attempt():
             try:
                 login(mount)
-                return
             except hvac.exceptions.VaultError as exc:
                 status = _status_of(exc)
-                if status in RETRY_STATUSES and not _is_sealed_text(str(exc)) and delay is not None:
-                    self._sleep(delay)
-                    continue
                 errors = "; ".join(exc.errors) if exc.errors else str(exc.args[0] if exc.args else exc)
                 if status in (400, 403):
                     raise VaultModuleError("%s login on %s failed: %s (check the role and its credentials, "
                                            "and that auth method %r is mounted at %r)"
                                            % (method, path, errors, method, mount), status=status)
-                raise VaultModuleError(explain_failure(status, "POST", path, errors, self.url), status=status)
+                final = VaultModuleError(explain_failure(status, "POST", path, errors, self.url), status=status)
+                if status in RETRY_STATUSES and not _is_sealed_text(str(exc)):
+                    raise Retry(final)
+                raise final
             except requests.exceptions.RequestException as exc:
-                if delay is None:
-                    raise VaultModuleError(self._unreachable(exc))
-                self._sleep(delay)
+                raise Retry(VaultModuleError(self._unreachable(exc)))
+
+        with_retries(attempt, self.retries, self._sleep)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -235,53 +236,49 @@ class VaultConnection:
         """
         url = "/v1/" + path.lstrip("/")
         kwargs = {"json": data} if data is not None else {}
-        delays = backoff_delays(self.retries)
-        attempt = 0
-        while True:
+
+        def attempt():
             try:
                 response = self.client.adapter.request(method, url, raise_exception=False, **kwargs)
             except requests.exceptions.ConnectionError as exc:
                 # Connection refused/reset before an answer: safe to send again even for rotate,
                 # since a refused connection never reached Vault.
-                retry_ok = idempotent or _never_sent(exc)
-                if attempt < len(delays) and retry_ok:
-                    self._sleep(delays[attempt])
-                    attempt += 1
-                    continue
-                raise VaultModuleError(self._unreachable(exc))
+                final = VaultModuleError(self._unreachable(exc))
+                raise Retry(final) if idempotent or _never_sent(exc) else final
             except requests.exceptions.RequestException as exc:
-                if attempt < len(delays) and idempotent:
-                    self._sleep(delays[attempt])
-                    attempt += 1
-                    continue
-                raise VaultModuleError(self._unreachable(exc))
-            status = response.status_code
-            if status < 400:
-                if status == 204 or not response.content:
-                    return {}
-                try:
-                    return response.json()
-                except ValueError:
-                    raise VaultModuleError("Vault answered %s %s with a body that is not JSON (HTTP %s)"
-                                           % (method.upper(), path, status))
-            payload = _json_or_none(response)
-            errors = _errors_text(payload, (response.text or "").strip()[:300])
-            if status == 404 and missing_ok and "no handler for route" not in errors:
-                return None
-            sealed = status == 503 and _is_sealed_text(errors)
-            if status in RETRY_STATUSES and not sealed and idempotent and attempt < len(delays):
-                self._sleep(delays[attempt])
-                attempt += 1
-                continue
-            msg = explain_failure(status, method, path, errors, self.url, capability)
-            if status == 403 and not self._token_valid():
-                msg = ("the Vault token was rejected (invalid, expired or revoked) on %s %s: "
-                       "log in again or set a valid `token`/VAULT_TOKEN" % (method.upper(), path))
-            if sealed:
-                raise VaultSealedError(msg, status=status)
-            if status == 404 and "no handler for route" in errors:
-                raise VaultMountMissingError(msg, status=status)
-            raise VaultModuleError(msg, status=status)
+                final = VaultModuleError(self._unreachable(exc))
+                raise Retry(final) if idempotent else final
+            return self._answer(response, method, path, idempotent, capability, missing_ok)
+
+        return with_retries(attempt, self.retries, self._sleep)
+
+    def _answer(self, response, method, path, idempotent, capability, missing_ok):
+        """The decoded body of a response, or the explained error (wrapped in Retry when repeating may help)."""
+        status = response.status_code
+        if status < 400:
+            if status == 204 or not response.content:
+                return {}
+            try:
+                return response.json()
+            except ValueError:
+                raise VaultModuleError("Vault answered %s %s with a body that is not JSON (HTTP %s)"
+                                       % (method.upper(), path, status))
+        payload = _json_or_none(response)
+        errors = _errors_text(payload, (response.text or "").strip()[:300])
+        if status == 404 and missing_ok and "no handler for route" not in errors:
+            return None
+        sealed = status == 503 and _is_sealed_text(errors)
+        msg = explain_failure(status, method, path, errors, self.url, capability)
+        if status in RETRY_STATUSES and not sealed and idempotent:
+            raise Retry(VaultModuleError(msg, status=status))
+        if status == 403 and not self._token_valid():
+            msg = ("the Vault token was rejected (invalid, expired or revoked) on %s %s: "
+                   "log in again or set a valid `token`/VAULT_TOKEN" % (method.upper(), path))
+        if sealed:
+            raise VaultSealedError(msg, status=status)
+        if status == 404 and "no handler for route" in errors:
+            raise VaultMountMissingError(msg, status=status)
+        raise VaultModuleError(msg, status=status)
 
     def _token_valid(self):
         """Is the current token itself valid?  Tells a bad token apart from a missing policy."""

@@ -67,28 +67,12 @@ markdown:
 
 import json
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _atomic
 from ansible_collections.keyops.lifecycle.plugins.module_utils._rotation import report_markdown
-
-
-def write_atomically(path, content, mode):
-    directory = os.path.dirname(path)
-    fd, temp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
 
 
 def main():
@@ -127,7 +111,7 @@ def main():
         try:
             if not os.path.isdir(params["path"]):
                 os.makedirs(params["path"], 0o750)
-            write_atomically(path, content, mode)
+            _atomic.write_file(path, content, mode=mode)
         except (IOError, OSError) as exc:
             module.fail_json(msg="cannot write the report %s: %s" % (path, exc))
     module.exit_json(changed=changed, files=sorted(contents), markdown=markdown)
