@@ -1,4 +1,4 @@
-"""``python -m lab up [vault] [kms] [k8s] [k10] | status | down | k10 ...``: the lab as a command.
+"""``python -m lab up [vault] [kms] [k8s] [k10] [postgres] [mariadb] | status | down | k10 ...``: the lab as a command.
 
 ``up`` starts the named components in the background and prints ``export VAR=...``
 lines to ``eval``; ``status`` reports what runs; ``down`` stops everything ``up`` started.
@@ -6,6 +6,8 @@ lines to ``eval``; ``status`` reports what runs; ``down`` stops everything ``up`
 contexts ``lab-source`` and ``lab-destination``); ``k10`` runs the K10 emulator on both
 (``--k10-version 8`` for the newer status shape), with ``vault-creds``, an export policy on the source and
 its import policy on the destination.  ``k10 upgrade|reinstall --no-dr|export`` act on one cluster.
+``postgres`` / ``mariadb`` are database servers on loopback with an ``app`` database and user (random
+password): ``LAB_POSTGRES_URL`` / ``LAB_MARIADB_URL`` (no password) and ``LAB_*_PASSWORD``.
 State (pids, addresses, the lab's own dev tokens) lives in ``$LAB_DIR`` (default ``.lab/``),
 mode 0700/0600.
 """
@@ -16,13 +18,14 @@ import os
 import shlex
 import sys
 
-from lab import _process, kube_lab
+from lab import _process, database, kube_lab
 from lab.kms import FAKE_CREDENTIALS, MotoKMSServer
 from lab.openbao import LabError, OpenBaoDevServer, health
 from lab.install import stop_server, write_install_vars
 from lab.seed import DEMO_ROTATE_OLDER_THAN, seed_transit
 
-COMPONENTS = ("vault", "kms", "k8s", "k10")
+COMPONENTS = ("vault", "kms", "k8s", "k10", "postgres", "mariadb")
+DATABASES = ("postgres", "mariadb")
 
 
 def lab_dir():
@@ -57,6 +60,10 @@ def exports(state):
         env.update(FAKE_CREDENTIALS)
     if "k8s" in state:
         env["KUBECONFIG"] = state["k8s"]["kubeconfig"]
+    for name in DATABASES:
+        if name in state:
+            env["LAB_%s_URL" % name.upper()] = state[name]["url"]
+            env["LAB_%s_PASSWORD" % name.upper()] = state[name]["password"]
     return env
 
 
@@ -129,6 +136,10 @@ def cmd_up(args):
     if "k8s" in wanted or "k10" in wanted:
         state["k8s"] = up_kube(state, "k10" in wanted, args.k10_version)
         save_state(state)
+    for name in DATABASES:
+        if name in wanted and not (name in state and database.alive(state[name])):
+            state[name] = database.start_detached(name)
+            save_state(state)
     for key, value in exports(state).items():
         print("export %s=%s" % (key, shlex.quote(value)))
     return 0
@@ -142,7 +153,9 @@ def cmd_status(_args):
     code = 0
     for name, entry in sorted(state.items()):
         alive = _process.pid_alive(entry["pid"])
-        if name != "vault":
+        if name in DATABASES:
+            status, body = (200, entry["url"]) if alive else (None, "not running")
+        elif name != "vault":
             status, body = (200, "clusters=%s k10=%s" % (",".join(entry.get("clusters", {})), entry.get(
                 "k10_version")) if name == "k8s" else "moto") if alive else (None, "not running")
         else:
@@ -157,7 +170,10 @@ def cmd_status(_args):
 def cmd_down(_args):
     state = load_state()
     for name, entry in sorted(state.items()):
-        _process.stop_pid(entry["pid"])
+        if name in DATABASES:
+            database.stop_detached(entry)
+        else:
+            _process.stop_pid(entry["pid"])
         print("lab: stopped %s (pid %s)" % (name, entry["pid"]))
     save_state({})
     return 0

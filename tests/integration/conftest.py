@@ -197,3 +197,86 @@ def k10(tmp_path, vault, kms):
     yield target
     if lab:
         lab.stop()
+
+
+# Databases (database_rewrap): real PostgreSQL and MariaDB on loopback with an app user and a random
+# password, or the servers KEYOPS_POSTGRES_URL / KEYOPS_MARIADB_URL name (a URL with the password in it;
+# that user then also creates the tests' tables, and tests that need a second user skip unless it may).
+class DatabaseTarget:
+    DRIVERS = {"postgresql": "postgresql+psycopg", "mariadb": "mysql+pymysql"}
+
+    def __init__(self, kind, url, password, server=None):
+        self.kind = kind  # "postgresql" or "mariadb"
+        self.url = url  # what a playbook holds: no password
+        self.password = password
+        self.server = server
+        self._engine = None
+
+    def sqlalchemy_url(self, user=None, password=None):
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(self.url)
+        return parsed.set(drivername=self.DRIVERS[self.kind], username=user or parsed.username,
+                          password=password or self.password)
+
+    def url_for(self, user):
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).set(username=user).render_as_string(hide_password=False)
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            import sqlalchemy
+
+            self._engine = sqlalchemy.create_engine(self.sqlalchemy_url(), pool_size=10)
+        return self._engine
+
+    def execute(self, *statements):
+        import sqlalchemy
+
+        with self.engine.begin() as connection:
+            for statement in statements:
+                connection.execute(sqlalchemy.text(statement) if isinstance(statement, str) else statement)
+
+    def admin(self, sql):
+        """As the superuser (lab servers), else as the configured user."""
+        if self.server is not None:
+            self.server.admin(sql)
+        else:
+            self.execute(sql)
+
+
+def _database_target(tmp_path_factory, kind, variable):
+    from lab import _process
+
+    if os.environ.get(variable):
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(os.environ[variable])
+        _process.register_secret("database-password", parsed.password)
+        return None, DatabaseTarget(kind, parsed.set(password=None).render_as_string(), parsed.password)
+    from lab.database import MariaDBDatabase, PostgresDatabase
+
+    server = {"postgresql": PostgresDatabase, "mariadb": MariaDBDatabase}[kind]().start()
+    return server, DatabaseTarget(kind, server.url, server.password, server)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    server, target = _database_target(tmp_path_factory, "postgresql", "KEYOPS_POSTGRES_URL")
+    yield target
+    if target._engine is not None:
+        target._engine.dispose()
+    if server is not None:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    server, target = _database_target(tmp_path_factory, "mariadb", "KEYOPS_MARIADB_URL")
+    yield target
+    if target._engine is not None:
+        target._engine.dispose()
+    if server is not None:
+        server.stop()
