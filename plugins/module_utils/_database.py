@@ -294,6 +294,8 @@ _EXPLAIN = {
     ("mysql", 1045): "auth", ("mysql", 1044): "database", ("mysql", 1049): "database", ("mysql", 1146): "table",
     ("mysql", 1054): "column", ("mysql", 1142): "permission", ("mysql", 1143): "permission",
     ("mysql", 1064): "syntax", ("mysql", 1139): "syntax",
+    ("postgresql", "40001"): "busy", ("postgresql", "40P01"): "busy", ("postgresql", "55P03"): "busy",
+    ("mysql", 1205): "busy", ("mysql", 1213): "busy",
 }
 # Transient: the same statement may simply be sent again (reads, and CAS writes, which are idempotent).
 _TRANSIENT = {
@@ -309,7 +311,7 @@ _TRANSIENT_TEXT = ("connection refused", "server closed the connection", "connec
 
 
 def classify(dialect, code, message):
-    """(kind, transient) of a driver error; kind in auth/database/table/column/permission/syntax/connect/other."""
+    """(kind, transient) of a driver error: auth/database/table/column/permission/syntax/busy/connect/other."""
     text_lower = (message or "").lower()
     kind = _EXPLAIN.get((dialect, code))
     if kind is None:
@@ -448,6 +450,9 @@ class DatabaseRewrapper:
                 where, message)
         if kind == "connect":
             return "cannot reach the database at %s: %s" % (where, message)
+        if kind == "busy":
+            return ("the database at %s kept refusing the statement (deadlock / lock timeout / serialization) after "
+                    "retries; re-run, nothing was lost: %s" % (where, message))
         return "database error on %s: %s" % (where, message)
 
     def _table_name(self):

@@ -30,6 +30,7 @@ VAULT_AND_KUBE = ["vault_mount", "vault_policy", "vault_token", "vault_transit_r
                   "vault_k8s_auth_role", "vault_k8s_auth_info", "vault_k8s_auth_probe", "k8s_secret_rewrap",
                   "k8s_secret", "k10_passkey", "k10_passkey_info", "k10_passkey_rotate", "k10_import_policy"]
 SERVER_AND_KEYS = ["keyrepo_info", "keyrepo_rotate", "process_service", "vault_init", "vault_unseal"]
+DATABASES = ["database_rewrap"]
 
 
 def examples(module, substitutions):
@@ -43,7 +44,7 @@ def examples(module, substitutions):
 
 
 def test_every_module_has_examples_that_a_test_runs():
-    assert sorted(VAULT_AND_KUBE + SERVER_AND_KEYS) == MODULES
+    assert sorted(VAULT_AND_KUBE + SERVER_AND_KEYS + DATABASES) == MODULES
 
 
 def check(run, modules, substitutions):
@@ -196,3 +197,53 @@ def test_server_and_key_repository_examples(tmp_path, vault):
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), 9)
         unsealer.sys.disable_secrets_engine(mount)
+
+
+def test_database_examples(examples_vault, postgres, mariadb, tmp_path):
+    """database_rewrap's examples against the lab PostgreSQL (payments) and MariaDB (crm, a derived key)."""
+    import sqlalchemy
+
+    vault = examples_vault
+    client = transit_data.client(vault.address, vault.token)
+    client.sys.enable_secrets_engine("transit", path="transit")
+    client.adapter.request("POST", "/v1/transit/keys/payments", json={})
+    client.adapter.request("POST", "/v1/transit/keys/tenant-data", json={"derived": True})
+    cards = transit_data.encrypt_many(client, "transit", "payments", transit_data.plaintexts(30, "card"))
+    notes = []
+    for index, plaintext in enumerate(transit_data.plaintexts(12, "note")):
+        context = base64.b64encode(("tenant-%d" % (index % 3)).encode()).decode()
+        notes.append(client.adapter.request("POST", "/v1/transit/encrypt/tenant-data", json={
+            "plaintext": base64.b64encode(plaintext.encode()).decode(), "context": context}).json()["data"]["ciphertext"])
+    for key in ("payments", "tenant-data"):
+        client.adapter.request("POST", "/v1/transit/keys/%s/rotate" % key, json={})
+    suffix = os.urandom(4).hex()
+    postgres.execute("CREATE SCHEMA billing_%s" % suffix,
+                     "CREATE TABLE billing_%s.cards (id INTEGER PRIMARY KEY, pan_ciphertext TEXT, "
+                     "deleted_at TIMESTAMP NULL)" % suffix)
+    mariadb.execute("CREATE TABLE notes_%s (id INTEGER PRIMARY KEY, body TEXT, tenant_id VARCHAR(40))" % suffix)
+    with postgres.engine.begin() as connection:
+        connection.execute(sqlalchemy.text("INSERT INTO billing_%s.cards (id, pan_ciphertext) VALUES (:i, :c)" % suffix),
+                           [{"i": i, "c": c} for i, c in enumerate(cards)])
+    with mariadb.engine.begin() as connection:
+        connection.execute(sqlalchemy.text("INSERT INTO notes_%s (id, body, tenant_id) VALUES (:i, :c, :t)" % suffix),
+                           [{"i": i, "c": c, "t": "tenant-%d" % (i % 3)} for i, c in enumerate(notes)])
+    substitutions = [
+        ("postgresql://app@db1.example.com:5432/payments", postgres.url),
+        ("mariadb://app@db2.example.com:3306/crm", mariadb.url),
+        ("table: billing.cards", "table: billing_%s.cards" % suffix), ("table: notes", "table: notes_%s" % suffix),
+    ]
+    run = run_playbook(tmp_path, [{"name": "examples", "hosts": "localhost", "connection": "local",
+                                   "gather_facts": False, "tasks": examples("database_rewrap", substitutions),
+                                   "vars": {"payments_db_password": postgres.password,
+                                            "crm_db_password": mariadb.password}}],
+                       env={"VAULT_ADDR": vault.address, "VAULT_TOKEN": vault.token})
+    check(run, DATABASES, substitutions)
+    assert postgres.password not in run.output and mariadb.password not in run.output
+    assert client.secrets.transit.read_key("payments").json()["data"]["min_decryption_version"] == 2
+    with postgres.engine.connect() as connection:
+        stored = [row[0] for row in connection.execute(sqlalchemy.text(
+            "SELECT pan_ciphertext FROM billing_%s.cards" % suffix))]
+    assert len(stored) == 30 and all(value.startswith("vault:v2:") for value in stored)
+    with mariadb.engine.connect() as connection:
+        stored = [row[0] for row in connection.execute(sqlalchemy.text("SELECT body FROM notes_%s" % suffix))]
+    assert len(stored) == 12 and all(value.startswith("vault:v2:") for value in stored)
