@@ -30,9 +30,39 @@ def expected_plaintexts(name, per_version):
     return values
 
 
+# The demo's database consumer: a table of the key "payroll" (its rows written while the key was at v1).
+DEMO_TABLE_ROWS = 5000
+
+
+def seed_table(vault, url, password, mount, key, rows=DEMO_TABLE_ROWS, table="accounts"):
+    """A table ``accounts(id, ssn_ct, deleted_at)`` of ciphertexts of ``key`` at its current version.
+
+    Returns the consumer entry (the password is not in it: the demo passes it as PGPASSWORD).
+    """
+    import sqlalchemy  # the lab's venv has it (the collection's requirements)
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    engine = sqlalchemy.create_engine(parsed.set(drivername="postgresql+psycopg", password=password))
+    values = transit_data.plaintexts(rows, "%s-row" % key)  # registered for the secret scan
+    ciphertexts = transit_data.encrypt_many(vault, mount, key, values)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("DROP TABLE IF EXISTS %s" % table))
+        connection.execute(sqlalchemy.text("CREATE TABLE %s (id BIGINT PRIMARY KEY, ssn_ct TEXT, deleted_at "
+                                           "TIMESTAMP)" % table))
+        connection.execute(sqlalchemy.text("INSERT INTO %s (id, ssn_ct) VALUES (:id, :ct)" % table),
+                           [{"id": index, "ct": ct} for index, ct in enumerate(ciphertexts)])
+    engine.dispose()
+    return {"type": "database", "url": url, "table": table, "column": "ssn_ct", "primary_key": "id",
+            "where": "deleted_at IS NULL"}
+
+
 def seed_transit(directory, address, token, mount="transit", keys=None, rotate_older_than=DEMO_ROTATE_OLDER_THAN,
-                 trim=("backups",), k10_consumer=None):
-    """Create the keys, their consumer files and a vars file; ``rotate_older_than=None`` = always rotate."""
+                 trim=("backups",), k10_consumer=None, database=None):
+    """Create the keys, their consumer files and a vars file; ``rotate_older_than=None`` = always rotate.
+
+    ``database``: ``{"url": ..., "password": ...}`` adds a table of the key payroll as a database consumer.
+    """
     keys = keys or DEMO_KEYS
     os.makedirs(directory, mode=0o700, exist_ok=True)
     vault = transit_data.client(address, token)
@@ -59,6 +89,8 @@ def seed_transit(directory, address, token, mount="transit", keys=None, rotate_o
         if k10_consumer and name == "kasten":
             # K10's primary key, encrypted by a Vault passkey of this key (k10_vault_setup made it).
             entry["consumers"].append(dict(k10_consumer, type="k10_passkey", passkey_prefix="vault-kasten"))
+        if database and name == "payroll":
+            entry["consumers"].append(seed_table(vault, database["url"], database["password"], mount, name))
         if rotate_older_than is not None:
             entry["rotate_older_than"] = rotate_older_than
         rotation_keys.append(entry)

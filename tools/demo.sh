@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: install a real OpenBao (raft storage, real init and unseal) with playbooks/vault_install.yml,
 # start the lab Kubernetes clusters with the K10 emulator and protect K10's primary key with a Vault passkey
-# (playbooks/k10_vault_setup.yml), seed keys and consumer files, run rotate_keys.yml twice (K10 is one of the
+# (playbooks/k10_vault_setup.yml), start PostgreSQL, seed keys, consumer files and a table, run rotate_keys.yml twice (K10 is one of the
 # consumers; the second run must change nothing), check K10 still decrypts its primary key, then the seed-000
 # migration (K10 upgraded on the source -> playbooks/k10_migrate.yml), and stop everything.
 #
@@ -40,8 +40,13 @@ VAULT_TOKEN=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["ro
 export VAULT_TOKEN
 echo "== OpenBao at $VAULT_ADDR is initialised (keys in $keys_file, mode 0600) and unsealed"
 
-vars_file=$(python -m lab seed-transit "$demo_dir/consumers" --k10-context lab-source --k10-kubeconfig "$LAB_DIR/kube/kubeconfig")
-echo "== seeded keys kasten, payroll, backups and their consumer files (thousands of ciphertexts, some at old versions)"
+echo "== starting PostgreSQL on 127.0.0.1 (the table payroll's ciphertexts live in)"
+eval "$(python -m lab up postgres)"
+# The database password reaches the module as libpq's own PGPASSWORD: it is in no vars file and no output.
+export PGPASSWORD="$LAB_POSTGRES_PASSWORD"
+vars_file=$(python -m lab seed-transit "$demo_dir/consumers" --k10-context lab-source \
+  --k10-kubeconfig "$LAB_DIR/kube/kubeconfig" --database-url "$LAB_POSTGRES_URL")
+echo "== seeded keys kasten, payroll, backups and their consumer files and table (thousands of ciphertexts, some at old versions)"
 
 echo "== starting two lab Kubernetes clusters (source, destination) running the K10 emulator"
 eval "$(python -m lab up k8s k10)"

@@ -103,7 +103,7 @@ oldest_version_in_use:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._k8s import (
-    KUBE_OPTIONS_FOR_VAULT_MODULES, K8sModuleError, client_for_vault_module)
+    KUBE_OPTIONS_FOR_VAULT_MODULES, client_for_vault_module)
 from ansible_collections.keyops.lifecycle.plugins.module_utils._secret_rewrap import rewrap_secret
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import run_vault_module, vault_argument_spec
 
@@ -117,13 +117,9 @@ def main():
         data_keys=dict(type="list", elements="str", no_log=False),
         **KUBE_OPTIONS_FOR_VAULT_MODULES), supports_check_mode=True)
 
-    def work(vault):
-        try:
-            return rewrap_secret(vault, client_for_vault_module(module.params), module.params, module.check_mode)
-        except K8sModuleError as exc:
-            module.fail_json(msg=exc.msg, **exc.details)
-
-    run_vault_module(module, work)
+    # Kubernetes and Vault failures share one error base: the runner reports either the same way.
+    run_vault_module(module, lambda vault: rewrap_secret(vault, client_for_vault_module(module.params),
+                                                         module.params, module.check_mode))
 
 
 if __name__ == "__main__":
