@@ -1,5 +1,6 @@
 """vault_transit_rewrap against real OpenBao through ansible-playbook."""
 
+import base64
 import json
 import os
 import stat
@@ -46,13 +47,13 @@ def test_plain_file_rewrap_idempotent_and_decryptable(ansible, vault, transit_mo
 
     check = ansible([rewrap_task(transit_mount, path)], check=True, diff=True, expect_rc=0).task("rewrap")
     assert check["changed"] is True and check["census_before"] == {"1": 700, "2": 300, "3": 5}
-    assert check["rewrapped"] == 1000 and check["min_version_in_use"] == 1
+    assert check["rewrapped"] == 1000 and check["oldest_version_in_use"] == 1
     assert transit_data.read_ciphertexts(path) == ciphertexts  # check mode wrote nothing
 
     run = ansible([rewrap_task(transit_mount, path, batch_size=97)], diff=True, expect_rc=0)
     result = run.task("rewrap")
     assert result["changed"] is True and result["rewrapped"] == 1000
-    assert result["census_after"] == {"3": 1005} and result["min_version_in_use"] == 3
+    assert result["census_after"] == {"3": 1005} and result["oldest_version_in_use"] == 3
     assert result["diff"]["after"] == {"census": {"3": 1005}}
     assert transit_data.versions_in(path) == [3]
     assert transit_data.decrypt_many(client, transit_mount, "k", transit_data.read_ciphertexts(path)) == values
@@ -104,12 +105,24 @@ def test_malformed_line_and_foreign_ciphertext_write_nothing(ansible, vault, tra
     assert not [name for name in os.listdir(tmp_path) if "keyops-rewrap" in name]
 
 
+def test_key_version_rewraps_to_that_version(ansible, vault, transit_mount, tmp_path):
+    client = make_key(vault, transit_mount)
+    values, ciphertexts = seed_versions(client, transit_mount, "k", [600, 10, 10])
+    path = tmp_path / "consumer.txt"
+    transit_data.write_lines(path, ciphertexts)
+    result = ansible([rewrap_task(transit_mount, path, key_version=2)], expect_rc=0).task("rewrap")
+    assert result["target_version"] == 2 and result["rewrapped"] == 600
+    assert result["census_after"] == {"2": 610, "3": 10} and result["oldest_version_in_use"] == 2
+    assert transit_data.versions_in(path) == [2, 3]
+    assert transit_data.decrypt_many(client, transit_mount, "k", transit_data.read_ciphertexts(path)) == values
+
+
 def test_empty_file_missing_file_and_bad_options(ansible, vault, transit_mount, tmp_path):
     make_key(vault, transit_mount)
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     result = ansible([rewrap_task(transit_mount, empty)], expect_rc=0).task("rewrap")
-    assert result["changed"] is False and result["census_before"] == {} and result["min_version_in_use"] is None
+    assert result["changed"] is False and result["census_before"] == {} and result["oldest_version_in_use"] is None
     for options, text in [({"path": str(tmp_path / "nope")}, "does not exist"),
                           ({"batch_size": 5000}, "batch_size must be between 1 and 490"),
                           ({"name": "nokey"}, "transit key 'nokey' does not exist"),
@@ -193,3 +206,117 @@ def test_server_sealed_mid_rewrap_writes_nothing(tmp_path):
         assert "is sealed" in msg and "unseal it" in msg
         assert path.read_bytes() == before
         assert not [name for name in os.listdir(tmp_path) if "keyops-rewrap" in name]
+
+
+# -- derived keys: a key derivation context per line ---------------------------------------------------------
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+CONTEXT_BATCH = 200  # items with a context carry twice the strings (OpenBao's JSON complexity limit)
+
+
+def encrypt_with_contexts(client, mount, name, values, contexts):
+    """Encrypt values[i] with the base64 context contexts[i] (derived key) in batches."""
+    out = []
+    for start in range(0, len(values), CONTEXT_BATCH):
+        batch = [{"plaintext": _b64(value), "context": context}
+                 for value, context in zip(values[start:start + CONTEXT_BATCH],
+                                           contexts[start:start + CONTEXT_BATCH])]
+        body = client.adapter.request("POST", "/v1/%s/encrypt/%s" % (mount, name), json={"batch_input": batch}).json()
+        out.extend(item["ciphertext"] for item in body["data"]["batch_results"])
+    return out
+
+
+def decrypt_with_contexts(client, mount, name, ciphertexts, contexts):
+    out = []
+    for start in range(0, len(ciphertexts), CONTEXT_BATCH):
+        batch = [{"ciphertext": c, "context": x} for c, x in zip(ciphertexts[start:start + CONTEXT_BATCH],
+                                                                 contexts[start:start + CONTEXT_BATCH])]
+        body = client.adapter.request("POST", "/v1/%s/decrypt/%s" % (mount, name), json={"batch_input": batch},
+                                      raise_exception=False).json()
+        for item in (body.get("data") or {}).get("batch_results") or [{}] * len(batch):
+            ok = "plaintext" in item and not item.get("error")  # a refused item may carry an empty plaintext
+            out.append(base64.b64decode(item["plaintext"]).decode() if ok else None)
+    return out
+
+
+def make_derived_file(client, mount, path, count):
+    client.adapter.request("POST", "/v1/%s/keys/d" % mount, json={"derived": True})
+    values = transit_data.plaintexts(count, "derived")
+    tenants = ["tenant-%04d-\u00e9" % (index % 97) for index in range(count)]
+    ciphertexts = encrypt_with_contexts(client, mount, "d", values, [_b64(t) for t in tenants])
+    client.adapter.request("POST", "/v1/%s/keys/d/rotate" % mount, json={})
+    with open(path, "w") as handle:
+        for index, (ciphertext, tenant) in enumerate(zip(ciphertexts, tenants)):
+            handle.write(json.dumps({"id": index, "secret": ciphertext, "ctx": _b64(tenant), "tenant": tenant}) + "\n")
+    return values, tenants
+
+
+def test_derived_key_rewrap_with_base64_and_text_contexts(ansible, vault, transit_mount, tmp_path):
+    client = transit_data.client(vault.address, vault.token)
+    path = tmp_path / "derived.jsonl"
+    values, tenants = make_derived_file(client, transit_mount, path, 900)
+    original = [json.loads(line) for line in path.read_text().splitlines()]
+
+    check = ansible([rewrap_task(transit_mount, path, name="d", field="secret", context_field="ctx")], check=True,
+                    expect_rc=0).task("rewrap")
+    assert check["census_before"] == {"1": 900} and check["rewrapped"] == 900
+
+    result = ansible([rewrap_task(transit_mount, path, name="d", field="secret", context_field="ctx",
+                                  batch_size=128)], expect_rc=0).task("rewrap")
+    assert result["census_after"] == {"2": 900} and result["oldest_version_in_use"] == 2
+    after = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [{k: v for k, v in d.items() if k != "secret"} for d in after] == \
+        [{k: v for k, v in d.items() if k != "secret"} for d in original]
+    cts = [d["secret"] for d in after]
+    assert decrypt_with_contexts(client, transit_mount, "d", cts, [_b64(t) for t in tenants]) == values
+    # The context matters: the same ciphertexts do not decrypt under other contexts.
+    assert set(decrypt_with_contexts(client, transit_mount, "d", cts[:5], [_b64("other")] * 5)) == {None}
+
+    # Next rotation: the plain-text field as context, in bulk mode.
+    client.adapter.request("POST", "/v1/%s/keys/d/rotate" % transit_mount, json={})
+    bulk = {"name": "rewrap", "keyops.lifecycle.vault_transit_rewrap": {
+        "mount": transit_mount, "consumers": [{"name": "d", "path": str(path), "field": "secret",
+                                               "context_field": "tenant", "context_encoding": "text"}]}}
+    entry = ansible([bulk], expect_rc=0).task("rewrap")["consumers"][0]
+    assert entry["ok"] is True and entry["census_after"] == {"3": 900} and entry["oldest_version_in_use"] == 3
+    cts = transit_data.read_ciphertexts(path, "secret")
+    assert decrypt_with_contexts(client, transit_mount, "d", cts, [_b64(t) for t in tenants]) == values
+    assert not any(value in ansible([bulk], expect_rc=0).output for value in values[:20] + tenants[:20])
+
+
+def test_derived_key_refusals_write_nothing(ansible, vault, transit_mount, tmp_path):
+    client = transit_data.client(vault.address, vault.token)
+    path = tmp_path / "derived.jsonl"
+    make_derived_file(client, transit_mount, path, 50)
+    before = path.read_bytes()
+    cases = [
+        ({"field": "secret"}, "transit key 'd' (mount '%s') is derived" % transit_mount),
+        ({}, "is derived"),
+        ({"context_field": "ctx"}, "context_field needs field"),
+        ({"field": "secret", "context_field": "missing"}, "50 malformed line(s), first at line 1"),
+        ({"field": "secret", "context_field": "tenant"}, "context field 'tenant' is not base64"),
+    ]
+    for options, text in cases:
+        run = ansible([rewrap_task(transit_mount, path, name="d", **options)])
+        result = run.task("rewrap")
+        assert run.rc != 0 and text in result["msg"] + json.dumps(result.get("errors")), result["msg"]
+        assert "Traceback" not in run.output
+        assert path.read_bytes() == before
+        assert not [name for name in os.listdir(tmp_path) if "keyops-rewrap" in name]
+    assert "context_field" in ansible([rewrap_task(transit_mount, path, name="d", field="secret")]).task("rewrap")["msg"]
+
+    # One line without its context among good ones: reported by line number, nothing written.
+    lines = path.read_text().splitlines(True)
+    document = json.loads(lines[17])
+    del document["ctx"]
+    lines[17] = json.dumps(document) + "\n"
+    path.write_text("".join(lines))
+    before = path.read_bytes()
+    result = ansible([rewrap_task(transit_mount, path, name="d", field="secret", context_field="ctx")]).task("rewrap")
+    assert "1 malformed line(s), first at line 18" in result["msg"]
+    assert result["errors"] == [{"line": 18, "error": "JSON line has no context field 'ctx'"}]
+    assert path.read_bytes() == before
