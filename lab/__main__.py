@@ -188,8 +188,11 @@ def cmd_seed_transit(args):
             raise LabError("no server: set VAULT_ADDR/VAULT_TOKEN or run 'python -m lab up vault' first")
         address, token = state["vault"]["address"], state["vault"]["token"]
     k10 = {"kubeconfig": args.k10_kubeconfig, "context": args.k10_context} if args.k10_context else None
+    database = None
+    if args.database_url:
+        database = {"url": args.database_url, "password": os.environ.get("PGPASSWORD")}
     path = seed_transit(args.directory, address, token, mount=args.mount, rotate_older_than=args.rotate_older_than,
-                        k10_consumer=k10)
+                        k10_consumer=k10, database=database)
     print(path)
     return 0
 
@@ -237,6 +240,8 @@ def main(argv=None):
                       help="rotate_older_than written for every key (default: a template the demo overrides)")
     seed.add_argument("--k10-context", help="add a k10_passkey consumer (K10 in this context) to the key kasten")
     seed.add_argument("--k10-kubeconfig", default=os.environ.get("KUBECONFIG"))
+    seed.add_argument("--database-url", help="add a PostgreSQL table of the key payroll as a database consumer "
+                                             "(password from PGPASSWORD)")
     install = sub.add_parser("install-vars", help="write vault_install.yml variables for a server under DIR")
     install.add_argument("directory")
     install_stop = sub.add_parser("install-stop", help="stop the server an install-vars file describes")
