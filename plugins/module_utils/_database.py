@@ -27,6 +27,8 @@ import base64
 import binascii
 import re
 
+from concurrent.futures import ThreadPoolExecutor
+
 try:
     from urllib.parse import quote, unquote, urlsplit, parse_qsl
 except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
@@ -40,7 +42,7 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import Vau
 
 try:
     import sqlalchemy
-    from sqlalchemy import Integer, MetaData, Table, and_, bindparam, case, cast, func, select, text, update
+    from sqlalchemy import Integer, MetaData, Table, bindparam, case, cast, func, select, text, update
     from sqlalchemy.engine import URL
     from sqlalchemy.sql.elements import quoted_name
 except ImportError as _import_error:  # pragma: no cover - exercised by the sanity import test
@@ -55,6 +57,7 @@ IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 # A full transit ciphertext; the version is capped at 9 digits so the SQL cast cannot overflow.
 CIPHERTEXT_PATTERN = r"^vault:v[0-9]{1,9}:[A-Za-z0-9+/=]+$"
 VERSION_PATTERN = r"^vault:v([0-9]{1,9}):.*$"
+CIPHERTEXT_GROUP_PATTERN = r"^vault:v([0-9]{1,9}):[A-Za-z0-9+/=]+$"
 MALFORMED = -1
 NOT_A_CIPHERTEXT = "not a Vault transit ciphertext (expected vault:v<N>:<base64>)"
 
@@ -383,6 +386,16 @@ def make_sender(connection, mount, name, key_version=None):
     return send
 
 
+_CIPHERTEXT_RE = re.compile(CIPHERTEXT_PATTERN)
+
+
+def _due(value, target):
+    """Is this stored value a ciphertext below ``target``?  (The same test as the SQL census.)"""
+    if not isinstance(value, str) or not _CIPHERTEXT_RE.fullmatch(value):
+        return False
+    return int(value[7:value.index(":", 7)]) < target
+
+
 class _Counters:
     def __init__(self):
         self.rewrapped = self.conflicts = self.passes = 0
@@ -417,7 +430,7 @@ class DatabaseRewrapper:
                               query=dict(self.parsed.query))
         try:
             # hide_parameters: SQLAlchemy's error texts never carry the values of a statement.
-            self.engine = sqlalchemy.create_engine(self.url, hide_parameters=True, pool_pre_ping=True,
+            self.engine = sqlalchemy.create_engine(self.url, hide_parameters=True,
                                                    connect_args=connect_args)
         except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as exc:
             raise DatabaseModuleError("cannot use `url` %s: %s" % (self.masked_url, exc))
@@ -544,6 +557,10 @@ class DatabaseRewrapper:
         """SQL: NULL for NULL, -1 for a value that is not a ciphertext, else the key version."""
         full, version = self._patterns()
         col = self.column
+        if self.parsed.dialect == "postgresql":
+            # One regular expression per row: substring() returns the captured version, or NULL on no match.
+            extracted = cast(func.substring(col, CIPHERTEXT_GROUP_PATTERN), Integer)
+            return case((col.is_(None), None), else_=func.coalesce(extracted, MALFORMED))
         return case((col.is_(None), None),
                     (col.regexp_match(full), cast(col.regexp_replace(version, "\\1"), Integer)),
                     else_=MALFORMED)
@@ -599,36 +616,57 @@ class DatabaseRewrapper:
 
     def rewrap(self, target, send, batch_size, max_passes=3, after=None, up_to=None, derived=False,
                context_encoding="base64"):
-        """Passes of keyset-paginated batches below ``target``; returns the counters."""
+        """Passes of keyset-paginated batches; rows below ``target`` are rewrapped; returns the counters.
+
+        Pages are ``pk > :last [AND where] [AND range] ORDER BY pk LIMIT n`` - an index range scan whatever the
+        table holds - and the version is checked here, on the page: a version filter in SQL would make the
+        planner scan and sort the whole table for every page.  One batch is at Vault while the previous one
+        is written and the next one read (one thread talks to Vault, this one to the database), so the two
+        round trips overlap; each batch is still written in its own transaction.
+        """
         counters = _Counters()
         rewrapper = BatchRewrapper(send, batch_size)
-        version = self.version_expr()
-        below = and_(version >= 1, version < target)
-        columns = [self.key, self.column] + ([self.context] if self.context is not None else [])
         cas = (update(self.table)
                .where(self.key == bindparam("b_key"), self.column == bindparam("b_old"))
                .values({self.column.name: bindparam("b_new")}))
-        for _pass in range(max_passes):
-            counters.passes += 1
-            conflicts_before = counters.conflicts
-            last = None
-            while True:
-                filters = [below] + self._filters(after, up_to)
-                if last is not None:
-                    filters.append(self.key > last)
-                query = select(*columns).where(*filters).order_by(self.key).limit(batch_size)
-                rows = self._run("reading a batch", lambda connection, q=query: connection.execute(q).fetchall())
-                if not rows:
-                    break
-                last = rows[-1][0]
-                self._rewrap_batch(rows, target, rewrapper, cas, counters, derived, context_encoding)
-                if len(rows) < batch_size:
-                    break
-            if counters.conflicts == conflicts_before:
-                break  # nothing changed under us: another pass would find only what failed
+        with ThreadPoolExecutor(max_workers=1) as vault_thread:
+            for _pass in range(max_passes):
+                counters.passes += 1
+                conflicts_before = counters.conflicts
+                in_flight = None
+                for due in self._pages(target, batch_size, after, up_to):
+                    keys, items = self._prepare(due, counters, derived, context_encoding)
+                    if not items:
+                        continue
+                    future = vault_thread.submit(rewrapper, items)
+                    if in_flight is not None:
+                        self._write(in_flight, target, cas, counters)
+                    in_flight = (keys, items, future)
+                if in_flight is not None:
+                    self._write(in_flight, target, cas, counters)
+                if counters.conflicts == conflicts_before:
+                    break  # nothing changed under us: another pass would find only what failed
         return counters
 
-    def _rewrap_batch(self, rows, target, rewrapper, cas, counters, derived, context_encoding):
+    def _pages(self, target, batch_size, after, up_to):
+        """The rows below ``target`` of each page, in key order (a page may hold none)."""
+        columns = [self.key, self.column] + ([self.context] if self.context is not None else [])
+        last = None
+        while True:
+            filters = [self.column.isnot(None)] + self._filters(after, up_to)
+            if last is not None:
+                filters.append(self.key > last)
+            query = select(*columns).where(*filters).order_by(self.key).limit(batch_size)
+            rows = self._run("reading a batch", lambda connection, q=query: connection.execute(q).fetchall())
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row for row in rows if _due(row[1], target)]
+            if len(rows) < batch_size:
+                return
+
+    def _prepare(self, rows, counters, derived, context_encoding):
+        """(keys, [(ciphertext, context)]) of the rows that can be sent; the others get their error."""
         items, keys = [], []
         for row in rows:
             key, old = row[0], row[1]
@@ -645,9 +683,11 @@ class DatabaseRewrapper:
                 continue
             items.append((old, context))
             keys.append(key)
-        if not items:
-            return
-        results = rewrapper(items)
+        return keys, items
+
+    def _write(self, in_flight, target, cas, counters):
+        keys, items, future = in_flight
+        results = future.result()
         updates = []
         for key, (old, _context), result in zip(keys, items, results):
             new = result.get("ciphertext") if isinstance(result, dict) else None

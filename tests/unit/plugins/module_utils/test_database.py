@@ -247,11 +247,18 @@ def test_version_expression_compiles_for_both_engines():
 
     table = sqlalchemy.Table("t", sqlalchemy.MetaData(), sqlalchemy.Column("id", sqlalchemy.Integer, primary_key=True),
                              sqlalchemy.Column("secret", sqlalchemy.Text))
-    for dialect, parsed_url, operator in ((postgresql.dialect(), "postgresql://a@h/db", "~"),
-                                          (mysql.dialect(), "mariadb://a@h/db", "REGEXP")):
+    for dialect, parsed_url, operator in ((postgresql.dialect(), "postgresql://a@h/db", "SUBSTRING"),
+                                          (mysql.dialect(), "mariadb://a@h/db", "REGEXP_REPLACE")):
         rewrapper = d.DatabaseRewrapper.__new__(d.DatabaseRewrapper)
         rewrapper.parsed = d.parse_url(parsed_url)
         rewrapper.column = table.c.secret
         sql = str(rewrapper.version_expr().compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-        assert operator in sql and "REGEXP_REPLACE" in sql.upper() and "CASE" in sql
-        assert ("(?-i)" in sql) == (operator == "REGEXP")
+        assert operator in sql.upper() and "CASE" in sql
+        assert ("(?-i)" in sql) == (operator == "REGEXP_REPLACE")  # MariaDB's REGEXP follows the collation
+
+
+def test_due_matches_the_sql_census():
+    assert d._due("vault:v1:QUJD", 2) and d._due("vault:v12:QUJD", 13)
+    assert not d._due("vault:v2:QUJD", 2) and not d._due("vault:v13:QUJD", 13)
+    for malformed in ("VAULT:V1:QUJD", "vault:v1:", "vault:v1:QU JD", "plain", None, "vault:v1:QUJD\n", "vault:vx:QUJD"):
+        assert not d._due(malformed, 5)
