@@ -76,7 +76,7 @@ SETTLE_CAP_FACTOR, SETTLE_CAP_MIN = 10, 3.0
 SCAN_WINDOW, SCAN_INTERVAL = 0.2, 0.005
 POLL_INTERVAL = 0.01
 # The settle window may end early once two scans this far apart find no process holding the old inode.
-QUIET_PROOF = 0.05
+QUIET_PROOF = 0.03
 
 
 class RewrapError(KeyopsModuleError):

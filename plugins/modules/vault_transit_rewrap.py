@@ -216,7 +216,7 @@ caught_up:
   type: int
   sample: 12
 carried_over:
-  description: Lines written into the replaced file after the rename and carried over to the new one (included in the census).
+  description: Lines found in the replaced file after the rename (written after the last catch-up) and carried over to the new one (in the census).
   returned: with O(path)
   type: int
   sample: 1
@@ -231,7 +231,9 @@ processes_not_inspected:
   returned: when some were not inspected
   type: int
 lines_at_risk:
-  description: On a failure after the rename, lines written into the replaced file after the settle window (carried over; a writer still at it loses what it writes next).
+  description:
+    - On a failure after the rename, lines written into the replaced file after the settle window.
+    - They were carried over, but a writer still at it loses what it writes next.
   returned: on such a failure
   type: int
 backup_file:
