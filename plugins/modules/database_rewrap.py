@@ -205,6 +205,30 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+# census: generated from module_utils/_consumers.py by tools/consumer_contract.py
+census_before:
+  description: Ciphertexts per key version before the run (version as a string -> count).
+  returned: success
+  type: dict
+  sample: {"1": 700, "2": 300}
+census_after:
+  description:
+    - Ciphertexts per key version after the run (the same as RV(census_before) in check mode).
+    - This is what decides how far min_decryption_version may be raised.
+  returned: success
+  type: dict
+  sample: {"3": 1000}
+rewrapped:
+  description: Ciphertexts rewrapped (in check mode, that would be rewrapped).
+  returned: success
+  type: int
+  sample: 1000
+oldest_version_in_use:
+  description: The oldest key version the consumer still holds (null when it holds none).
+  returned: success
+  type: int
+  sample: 3
+# end of census
 url:
   description: The database URL with any password masked.
   returned: always
@@ -215,21 +239,6 @@ target_version:
   returned: unless O(plan_ranges)
   type: int
   sample: 3
-census_before:
-  description: Key version (as string) to number of rows, before, over the range and O(where).
-  returned: unless O(plan_ranges)
-  type: dict
-  sample: {"1": 5000, "2": 120}
-census_after:
-  description: The same after the run, counted again in SQL (equal to census_before in check mode).
-  returned: unless O(plan_ranges)
-  type: dict
-  sample: {"3": 5120}
-rewrapped:
-  description: Rows rewrapped and written (in check mode, rows that would be rewrapped).
-  returned: unless O(plan_ranges)
-  type: int
-  sample: 5120
 conflicts:
   description: Rows the application changed between our read and our compare-and-swap write (its value was kept).
   returned: unless O(plan_ranges)
@@ -261,11 +270,6 @@ error_count:
   returned: unless O(plan_ranges)
   type: int
   sample: 0
-oldest_version_in_use:
-  description: Smallest key version in RV(census_after) (null when it is empty) - what C(min_decryption_version) may be raised to.
-  returned: unless O(plan_ranges)
-  type: int
-  sample: 3
 primary_key_ranges:
   description:
     - With O(plan_ranges) - the ranges as C({after, up_to}) (exclusive, inclusive; null is an open end), ascending,
