@@ -113,7 +113,7 @@ class PeakRSS(threading.Thread):
 
 
 def module_run(vault, server, tmp_path):
-    args = dict(name="k", mount=MOUNT, url=server.url, password=server.password, table="cards", column="secret",
+    args = dict(name="k", mount=MOUNT, database_url=server.url, database_password=server.password, table="cards", column="secret",
                 primary_key="id", batch_size=BATCH)
     playbook = tmp_path / "p7.yml"
     fd = os.open(str(playbook), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -71,9 +71,18 @@ KUBE_OPTIONS = {
 _URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*://[^:/@]*):[^@]*@", re.IGNORECASE)
 
 
+# What Ansible itself shows in place of a no_log value.
+MASK = "********"
+
+
 def masked_url(url):
-    """A database URL fit for ids, reports and logs: any password it holds replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\1:***@", url or "")
+    """A database URL fit for ids, reports and messages: any password it holds replaced by the mask.
+
+    Works on URLs that do not parse (a message about a malformed URL must not echo its password either).
+    """
+    if not isinstance(url, str):
+        return repr(url)
+    return _URL_PASSWORD.sub(r"\1:%s@" % MASK, url)
 
 
 def _file_id(c):

@@ -34,6 +34,7 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported by this collection
     raise
 
+from ansible_collections.keyops.lifecycle.plugins.module_utils._consumers import MASK, masked_url
 from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError
 from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import Retry, with_retries
 from ansible_collections.keyops.lifecycle.plugins.module_utils._rewrap import (
@@ -51,7 +52,6 @@ else:
     SQLALCHEMY_IMPORT_ERROR = None
 
 MAX_REPORTED = 20
-MASK = "********"
 # Unquoted SQL identifiers both engines accept; anything else is refused rather than quoted creatively.
 IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 # A full transit ciphertext; the version is capped at 9 digits so the SQL cast cannot overflow.
@@ -125,23 +125,23 @@ class DatabaseURL:
 def parse_url(url):
     """Parse and check a database URL; errors show the URL with any password masked."""
     if not isinstance(url, str) or "://" not in url:
-        raise DatabaseModuleError("`url` must look like postgresql://user@host:5432/dbname or "
+        raise DatabaseModuleError("`database_url` must look like postgresql://user@host:5432/dbname or "
                                   "mariadb://user@host:3306/dbname")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise DatabaseModuleError("`url` %s is not a valid URL (%s)" % (mask_url(url), exc))
+        raise DatabaseModuleError("`database_url` %s is not a valid URL (%s)" % (mask_url(url), exc))
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
-        raise DatabaseModuleError("`url` %s: unknown scheme %r; use one of postgresql://, postgres:// (PostgreSQL) "
+        raise DatabaseModuleError("`database_url` %s: unknown scheme %r; use one of postgresql://, postgres:// (PostgreSQL) "
                                   "or mysql://, mariadb:// (MariaDB/MySQL)" % (mask_url(url), parts.scheme))
     driver, dialect, password_env = SCHEMES[scheme]
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
-        raise DatabaseModuleError("`url` %s names no database: add /dbname after the host" % mask_url(url))
+        raise DatabaseModuleError("`database_url` %s names no database: add /dbname after the host" % mask_url(url))
     if not parts.hostname:
-        raise DatabaseModuleError("`url` %s names no host" % mask_url(url))
+        raise DatabaseModuleError("`database_url` %s names no host" % mask_url(url))
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
     return DatabaseURL(scheme, driver, dialect, username, password or None, parts.hostname, port, database,
@@ -149,7 +149,7 @@ def parse_url(url):
 
 
 def url_secrets(url):
-    """Every form in which a password may appear in ``url`` (raw and decoded), for no_log_values."""
+    """Every form in which a password may appear in ``database_url`` (raw and decoded), for no_log_values."""
     found = set()
     if not isinstance(url, str):
         return found
@@ -161,11 +161,7 @@ def url_secrets(url):
     return found
 
 
-def mask_url(url):
-    """``url`` with the password (if any) replaced, for messages; works on URLs that do not parse."""
-    if not isinstance(url, str):
-        return repr(url)
-    return re.sub(r"^([^:/]+://[^:@/]*):[^@/]*@", r"\1:%s@" % MASK, url)
+mask_url = masked_url  # one masking rule for ids, reports and messages (_consumers.py)
 
 
 def validate_where(where):
@@ -433,7 +429,7 @@ class DatabaseRewrapper:
             self.engine = sqlalchemy.create_engine(self.url, hide_parameters=True,
                                                    connect_args=connect_args)
         except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as exc:
-            raise DatabaseModuleError("cannot use `url` %s: %s" % (self.masked_url, exc))
+            raise DatabaseModuleError("cannot use `database_url` %s: %s" % (self.masked_url, exc))
         self.table = self.key = self.column = self.context = None
         self.where = None
 
@@ -445,8 +441,8 @@ class DatabaseRewrapper:
         where = "%s (%s)" % (self.masked_url, doing)
         user = self.parsed.username or "(default user)"
         if kind == "auth":
-            return ("the database at %s rejected the credentials of user %r: check the `password` option, the "
-                    "password in `url`, %s: %s" % (where, user, "PGPASSWORD/PGPASSFILE" if self.parsed.dialect ==
+            return ("the database at %s rejected the credentials of user %r: check the `database_password` option, the "
+                    "password in `database_url`, %s: %s" % (where, user, "PGPASSWORD/PGPASSFILE" if self.parsed.dialect ==
                                                    "postgresql" else "MYSQL_PWD", message))
         if kind == "database":
             return "database %r does not exist on %s, or the user may not use it: %s" % (
@@ -725,13 +721,13 @@ def run(vault, params, check_mode, environ, no_log_values=None):
     after, up_to = check_key_range(params.get("primary_key_range"))
     if params.get("context_encoding") not in ("base64", "text"):
         raise DatabaseModuleError("context_encoding must be base64 or text")
-    database = DatabaseRewrapper(vault, params["url"], params.get("password"), params.get("timeout"),
+    database = DatabaseRewrapper(vault, params["database_url"], params.get("database_password"), params.get("timeout"),
                                  params.get("retries"), environ)
     if no_log_values is not None:
         for name in ("MYSQL_PWD", "PGPASSWORD"):
             if environ.get(name):
                 no_log_values.add(environ[name])
-    result = dict(url=database.masked_url, changed=False)
+    result = dict(database_url=database.masked_url, changed=False)
     try:
         database.open_table(params["table"], params["column"], params["primary_key"], params.get("context_column"),
                             params.get("where"))

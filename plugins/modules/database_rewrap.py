@@ -24,7 +24,7 @@ description:
     later pass (up to O(max_passes)).
   - Nothing is kept outside the table - a run killed at any point is resumed by running it again.
   - Memory stays flat whatever the table's size. Values are never logged or returned, and a password given in
-    O(url) or O(password) never appears in any output.
+    O(database_url) or O(database_password) never appears in any output.
   - The user needs C(SELECT) and C(UPDATE) on the table (C(SELECT) only, in check mode and with O(plan_ranges)).
   - See the guide C(docs/database-consumers.md) of the collection.
 extends_documentation_fragment:
@@ -40,8 +40,8 @@ requirements:
   - psycopg >= 3 (PostgreSQL)
   - PyMySQL (MariaDB/MySQL)
 notes:
-  - In this module O(url) is the B(database) URL. The Vault address is O(vault_url), or E(VAULT_ADDR); a C(url) set
-    for the whole C(keyops.lifecycle.vault) group in C(module_defaults) is overridden by the task's O(url).
+  - O(url) is the Vault address, as in every module of the C(keyops.lifecycle.vault) group (so one
+    C(module_defaults) block serves them all); the database is O(database_url).
 options:
   name:
     description: Transit key the ciphertexts belong to.
@@ -54,22 +54,18 @@ options:
   key_version:
     description: Rewrap to this version instead of the latest. Rows already at or above it are left alone.
     type: int
-  url:
+  database_url:
     description:
       - Database URL, for example C(postgresql://app@db1:5432/payments) or C(mariadb://app@db2:3306/payments).
       - The scheme picks the engine and driver - V(postgresql) or V(postgres) (psycopg 3), V(mysql) or V(mariadb)
         (PyMySQL). Query parameters are passed to the driver (for example C(?sslmode=verify-full)).
       - A password in the URL (C(user:password@host)) is accepted but never shown - results carry the URL with the
-        password masked. Prefer O(password) or the engine's environment variables.
+        password masked. Prefer O(database_password) or the engine's environment variables.
     type: str
     required: true
-  vault_url:
+  database_password:
     description:
-      - Address of the Vault or OpenBao server (O(url) is the database here). Defaults to E(VAULT_ADDR).
-    type: str
-  password:
-    description:
-      - Database password. Overrides a password in O(url).
+      - Database password. Overrides a password in O(database_url).
       - Otherwise PostgreSQL uses libpq's E(PGPASSWORD) / E(PGPASSFILE) (C(~/.pgpass)) and MariaDB/MySQL
         E(MYSQL_PWD). Never logged.
     type: str
@@ -144,8 +140,8 @@ EXAMPLES = r"""
 - name: Rewrap the card numbers of the payments database to the newest key version
   keyops.lifecycle.database_rewrap:
     name: payments
-    url: postgresql://app@db1.example.com:5432/payments
-    password: "{{ payments_db_password }}"
+    database_url: postgresql://app@db1.example.com:5432/payments
+    database_password: "{{ payments_db_password }}"
     table: billing.cards
     column: pan_ciphertext
     primary_key: id
@@ -155,8 +151,8 @@ EXAMPLES = r"""
 - name: A derived key - each row's context is its tenant id, stored as text
   keyops.lifecycle.database_rewrap:
     name: tenant-data
-    url: mariadb://app@db2.example.com:3306/crm
-    password: "{{ crm_db_password }}"
+    database_url: mariadb://app@db2.example.com:3306/crm
+    database_password: "{{ crm_db_password }}"
     table: notes
     column: body
     primary_key: id
@@ -166,8 +162,8 @@ EXAMPLES = r"""
 - name: Census only (what is still in use)
   keyops.lifecycle.database_rewrap:
     name: payments
-    url: postgresql://app@db1.example.com:5432/payments
-    password: "{{ payments_db_password }}"
+    database_url: postgresql://app@db1.example.com:5432/payments
+    database_password: "{{ payments_db_password }}"
     table: billing.cards
     column: pan_ciphertext
     primary_key: id
@@ -184,8 +180,8 @@ EXAMPLES = r"""
 - name: Split one big table into three ranges ...
   keyops.lifecycle.database_rewrap:
     name: payments
-    url: postgresql://app@db1.example.com:5432/payments
-    password: "{{ payments_db_password }}"
+    database_url: postgresql://app@db1.example.com:5432/payments
+    database_password: "{{ payments_db_password }}"
     table: billing.cards
     column: pan_ciphertext
     primary_key: id
@@ -195,8 +191,8 @@ EXAMPLES = r"""
 - name: ... and rewrap each range (one per host of a play, or here in a loop)
   keyops.lifecycle.database_rewrap:
     name: payments
-    url: postgresql://app@db1.example.com:5432/payments
-    password: "{{ payments_db_password }}"
+    database_url: postgresql://app@db1.example.com:5432/payments
+    database_password: "{{ payments_db_password }}"
     table: billing.cards
     column: pan_ciphertext
     primary_key: id
@@ -229,7 +225,7 @@ oldest_version_in_use:
   type: int
   sample: 3
 # end of census
-url:
+database_url:
   description: The database URL with any password masked.
   returned: always
   type: str
@@ -287,30 +283,19 @@ diff:
 import os
 
 from ansible.module_utils import basic
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import run_module
 from ansible_collections.keyops.lifecycle.plugins.module_utils._module import checked_suboptions
-from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
-    CONNECTION_OPTION_NAMES, VaultConnection, VaultModuleError, vault_argument_spec)
+from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import run_vault_module, vault_argument_spec
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _database
 
 
 def _url_holds_password():
     """Peek at the raw arguments: a URL with a password must be no_log before any failure can echo it."""
     try:
-        return bool(_database.url_secrets(basic._load_params().get("url")))
+        return bool(_database.url_secrets(basic._load_params().get("database_url")))
     except Exception:  # pylint: disable=broad-except  # AnsibleModule reports unreadable arguments itself
         return False
-
-
-def connect(module):
-    params = dict((name, module.params.get(name)) for name in CONNECTION_OPTION_NAMES
-                  if name != "url" and module.params.get(name) not in ("", None))
-    if not module.params.get("vault_url"):
-        raise VaultModuleError("no Vault address: set `vault_url` or VAULT_ADDR (in database_rewrap `url` is the "
-                               "database URL)")
-    return VaultConnection(url=module.params["vault_url"], **params)
 
 
 def main():
@@ -318,9 +303,8 @@ def main():
         name=dict(type="str", required=True),
         mount=dict(type="str", default="transit"),
         key_version=dict(type="int", no_log=False),
-        url=dict(type="str", required=True, no_log=_url_holds_password()),
-        vault_url=dict(type="str", fallback=(env_fallback, ["VAULT_ADDR"])),
-        password=dict(type="str", no_log=True),
+        database_url=dict(type="str", required=True, no_log=_url_holds_password()),
+        database_password=dict(type="str", no_log=True),
         table=dict(type="str", required=True),
         column=dict(type="str", required=True),
         primary_key=dict(type="str", required=True, no_log=False),
@@ -336,12 +320,12 @@ def main():
     )
     module = AnsibleModule(**checked_suboptions(dict(argument_spec=spec, supports_check_mode=True)))
     # At once: from here on a password in the URL is masked in everything the module returns.
-    module.no_log_values.update(_database.url_secrets(module.params["url"]))
+    module.no_log_values.update(_database.url_secrets(module.params["database_url"]))
 
     def work(vault):
         return _database.run(vault, module.params, module.check_mode, os.environ, module.no_log_values)
 
-    run_module(module, connect, work)
+    run_vault_module(module, work)
 
 
 if __name__ == "__main__":

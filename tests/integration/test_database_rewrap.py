@@ -113,7 +113,7 @@ def versions(db, name):
 
 
 def task(db, mount, table, name="k", **options):
-    args = dict(name=name, mount=mount, url=db.url, password=db.password, table=table, column="secret",
+    args = dict(name=name, mount=mount, database_url=db.url, database_password=db.password, table=table, column="secret",
                 primary_key="id")
     args.update(options)
     return {"name": "rewrap", "keyops.lifecycle.database_rewrap": args}
@@ -190,7 +190,7 @@ def test_census_rewrap_idempotent_and_decryptable(db, ansible, vault, transit_mo
     assert result["null"] == 0 and result["malformed"] == {"count": 0, "rows": []} and result["errors"] == []
     assert result["diff"] == {"before": {"census": {"1": 700, "2": 300, "3": 5}, "null": 0, "malformed": 0},
                               "after": {"census": {"3": 1005}, "null": 0, "malformed": 0}}
-    assert result["url"] == db.url
+    assert result["database_url"] == db.url
     assert versions(db, table) == [3]
     assert decrypt(client, transit_mount, "k", [row[1] for row in rows_of(db, table)]) == values
     assert not any(row[1] in run.output for row in rows_of(db, table)[:50])  # values never shown
@@ -424,19 +424,19 @@ def _no_update_user(db, table):
 def test_clear_failures(db, ansible, vault, transit_mount):
     client, table, _values = seeded(db, vault, transit_mount, [30, 3])
     before = rows_of(db, table)
-    base = dict(name="k", mount=transit_mount, url=db.url, password=db.password, table=table, column="secret",
+    base = dict(name="k", mount=transit_mount, database_url=db.url, database_password=db.password, table=table, column="secret",
                 primary_key="id")
     wrong = "wrong" + secrets.token_hex(8)
     _process.register_secret("database-password", wrong)
     user, user_password = _no_update_user(db, table)
     cases = [
-        ({"url": "postgresql//nohost"}, "`url` must look like"),
-        ({"url": "oracle://app@127.0.0.1/app"}, "unknown scheme 'oracle'"),
-        ({"url": db.url.rsplit("/", 1)[0] + "/"}, "names no database"),
-        ({"url": "%s://app@127.0.0.1:%d/app" % (db.url.split(":")[0], _process.free_port()), "retries": 0},
+        ({"database_url": "postgresql//nohost"}, "`database_url` must look like"),
+        ({"database_url": "oracle://app@127.0.0.1/app"}, "unknown scheme 'oracle'"),
+        ({"database_url": db.url.rsplit("/", 1)[0] + "/"}, "names no database"),
+        ({"database_url": "%s://app@127.0.0.1:%d/app" % (db.url.split(":")[0], _process.free_port()), "retries": 0},
          "cannot reach the database"),
-        ({"password": wrong}, "rejected the credentials of user 'app'"),
-        ({"url": db.url.rsplit("/", 1)[0] + "/nodb_here"}, "nodb_here"),
+        ({"database_password": wrong}, "rejected the credentials of user 'app'"),
+        ({"database_url": db.url.rsplit("/", 1)[0] + "/nodb_here"}, "nodb_here"),
         ({"table": "no_such_table"}, "table 'no_such_table' does not exist"),
         ({"column": "nope"}, "has no column 'nope' (option `column`)"),
         ({"context_column": "nope2"}, "has no column 'nope2' (option `context_column`)"),
@@ -449,7 +449,7 @@ def test_clear_failures(db, ansible, vault, transit_mount):
         ({"batch_size": 5000}, "batch_size must be between 1 and 490"),
         ({"name": "nokey"}, "transit key 'nokey' does not exist"),
         ({"key_version": 9}, "key_version 9 is not a version"),
-        ({"url": db.url_for(user), "password": user_password}, "needs SELECT and UPDATE on table"),
+        ({"database_url": db.url_for(user), "database_password": user_password}, "needs SELECT and UPDATE on table"),
     ]
     for options, text in cases:
         args = dict(base)
@@ -461,7 +461,7 @@ def test_clear_failures(db, ansible, vault, transit_mount):
         assert user_password not in run.output
     assert rows_of(db, table) == before
     # The read-only user may still take the census.
-    census = ansible([task(db, transit_mount, table, url=db.url_for(user), password=user_password)], check=True,
+    census = ansible([task(db, transit_mount, table, database_url=db.url_for(user), database_password=user_password)], check=True,
                      expect_rc=0).task("rewrap")
     assert census["census_before"] == {"1": 30, "2": 3}
 
@@ -470,13 +470,13 @@ def test_password_never_in_output_at_vvv(db, ansible, vault, transit_mount, monk
     _client, table, _values = seeded(db, vault, transit_mount, [20, 1])
     with_password = db.url.replace("://app@", "://app:%s@" % db.password)
     masked = db.url.replace("://app@", "://app:********@")
-    run = ansible([task(db, transit_mount, table, url=with_password, password=None)], verbosity=3, diff=True,
+    run = ansible([task(db, transit_mount, table, database_url=with_password, database_password=None)], verbosity=3, diff=True,
                   expect_rc=0)
-    assert run.task("rewrap")["url"] == masked and run.task("rewrap")["rewrapped"] == 20
+    assert run.task("rewrap")["database_url"] == masked and run.task("rewrap")["rewrapped"] == 20
     assert db.password not in run.output
     # A failure echoes no password either, nor does an argument error.
     for options in ({"table": "missing_table"}, {"batch_size": "many"}):
-        failing = task(db, transit_mount, table, url=with_password, password=None)
+        failing = task(db, transit_mount, table, database_url=with_password, database_password=None)
         failing["keyops.lifecycle.database_rewrap"].update(options)
         run = ansible([failing], verbosity=3)
         assert run.rc != 0 and db.password not in run.output
@@ -484,6 +484,6 @@ def test_password_never_in_output_at_vvv(db, ansible, vault, transit_mount, monk
     assert db.password not in run.output
     # The engines' own variables.
     variable = "PGPASSWORD" if db.kind == "postgresql" else "MYSQL_PWD"
-    run = ansible([task(db, transit_mount, table, password=None)], env={variable: db.password}, verbosity=3,
+    run = ansible([task(db, transit_mount, table, database_password=None)], env={variable: db.password}, verbosity=3,
                   expect_rc=0)
     assert db.password not in run.output and run.task("rewrap")["census_before"] == {"2": 21}

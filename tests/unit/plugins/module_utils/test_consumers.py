@@ -56,8 +56,8 @@ def test_check_consumer_messages():
 
 
 @pytest.mark.parametrize("url, shown", [
-    ("postgresql://app:s3cr:et@db1:5432/payments", "postgresql://app:***@db1:5432/payments"),
-    ("mysql+pymysql://root:pw@127.0.0.1/x?charset=utf8", "mysql+pymysql://root:***@127.0.0.1/x?charset=utf8"),
+    ("postgresql://app:s3cr:et@db1:5432/payments", "postgresql://app:********@db1:5432/payments"),
+    ("mysql+pymysql://root:pw@127.0.0.1/x?charset=utf8", "mysql+pymysql://root:********@127.0.0.1/x?charset=utf8"),
     ("postgresql://app@db1/payments", "postgresql://app@db1/payments"),
     ("postgresql://db1/payments", "postgresql://db1/payments"),
 ])
@@ -69,7 +69,7 @@ def test_public_args_leave_secrets_and_routing_out():
     row = _consumers.CONSUMER_TYPES["database"]
     args = _consumers.public_args(row, {"type": "database", "url": "postgresql://a:pw@h/d", "password": "pw",
                                         "table": "t", "column": "c", "primary_key": "id", "hosts": ["a"]})
-    assert args == {"url": "postgresql://a:***@h/d", "table": "t", "column": "c", "primary_key": "id"}
+    assert args == {"url": "postgresql://a:********@h/d", "table": "t", "column": "c", "primary_key": "id"}
 
 
 def test_role_spec_is_the_union_and_requires_per_type():

@@ -155,10 +155,10 @@ DATABASE = {"type": "database", "url": "postgresql://app:s3cret@db1/payments", "
 def test_database_consumer_secrets_stay_out_of_the_plan():
     plan = _rotation.plan([{"name": "k", "consumers": [DATABASE]}], "transit", "ctl")
     consumer, = plan["consumers"]["database"]
-    assert consumer["id"] == "database:postgresql://app:***@db1/payments/accounts.ssn_ct"
+    assert consumer["id"] == "database:postgresql://app:********@db1/payments/accounts.ssn_ct"
     assert "s3cret" not in repr(plan) and "pw" not in repr(consumer["args"])
     assert consumer["source"] == {"key": 0, "consumer": 0} and consumer["hosts"] == ["w1", "w2"]
-    assert consumer["args"]["url"] == "postgresql://app:***@db1/payments" and "hosts" not in consumer["args"]
+    assert consumer["args"]["url"] == "postgresql://app:********@db1/payments" and "hosts" not in consumer["args"]
 
 
 @pytest.mark.parametrize("missing", ["url", "table", "column", "primary_key"])
