@@ -44,6 +44,7 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import Vau
 try:
     import sqlalchemy
     from sqlalchemy import Integer, MetaData, Table, bindparam, case, cast, func, select, text, update
+    from sqlalchemy.dialects import postgresql
     from sqlalchemy.engine import URL
     from sqlalchemy.sql.elements import quoted_name
 except ImportError as _import_error:  # pragma: no cover - exercised by the sanity import test
@@ -431,6 +432,7 @@ class DatabaseRewrapper:
         except (sqlalchemy.exc.ArgumentError, ImportError, ValueError) as exc:
             raise DatabaseModuleError("cannot use `database_url` %s: %s" % (self.masked_url, exc))
         self.table = self.key = self.column = self.context = None
+        self._pg_cas = None
         self.where = None
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -622,9 +624,7 @@ class DatabaseRewrapper:
         """
         counters = _Counters()
         rewrapper = BatchRewrapper(send, batch_size)
-        cas = (update(self.table)
-               .where(self.key == bindparam("b_key"), self.column == bindparam("b_old"))
-               .values({self.column.name: bindparam("b_new")}))
+        cas = self._compare_and_swap
         with ThreadPoolExecutor(max_workers=1) as vault_thread:
             for _pass in range(max_passes):
                 counters.passes += 1
@@ -643,6 +643,29 @@ class DatabaseRewrapper:
                 if counters.conflicts == conflicts_before:
                     break  # nothing changed under us: another pass would find only what failed
         return counters
+
+    def _compare_and_swap(self, connection, updates):
+        """Write a batch, each row only if it still holds the value we read; returns the rows written.
+
+        PostgreSQL: one ``UPDATE ... FROM unnest(:keys, :olds, :news)`` per batch (one statement with three
+        array parameters, one round trip - faster than a pipelined statement per row).  MySQL/MariaDB: ``executemany`` of the per-row
+        UPDATE (MariaDB's table value constructors cannot name their columns).  Same semantics either way:
+        ``SET col = new WHERE pk = key AND col = old``.
+        """
+        if self.parsed.dialect == "postgresql":
+            if self._pg_cas is None:  # built once: the statement is compiled (and cached) once per run
+                batch = func.unnest(bindparam("b_keys", type_=postgresql.ARRAY(self.key.type)),
+                                    bindparam("b_olds", type_=postgresql.ARRAY(self.column.type)),
+                                    bindparam("b_news", type_=postgresql.ARRAY(self.column.type))) \
+                    .table_valued("b_key", "b_old", "b_new").render_derived(name="keyops_batch")
+                self._pg_cas = (update(self.table).where(self.key == batch.c.b_key, self.column == batch.c.b_old)
+                                .values({self.column.name: batch.c.b_new}))
+            return connection.execute(self._pg_cas, {
+                "b_keys": [row["b_key"] for row in updates], "b_olds": [row["b_old"] for row in updates],
+                "b_news": [row["b_new"] for row in updates]}).rowcount
+        statement = (update(self.table).where(self.key == bindparam("b_key"), self.column == bindparam("b_old"))
+                     .values({self.column.name: bindparam("b_new")}))
+        return connection.execute(statement, updates).rowcount
 
     def _pages(self, target, batch_size, after, up_to):
         """The rows below ``target`` of each page, in key order (a page may hold none)."""
@@ -698,8 +721,7 @@ class DatabaseRewrapper:
         if not updates:
             return
         # One short transaction per batch; the CAS keeps whatever the application wrote meanwhile.
-        written = self._run("writing a batch (compare-and-swap UPDATE)",
-                            lambda connection: connection.execute(cas, updates).rowcount)
+        written = self._run("writing a batch (compare-and-swap UPDATE)", lambda connection: cas(connection, updates))
         written = len(updates) if written is None or written < 0 else min(written, len(updates))
         counters.rewrapped += written
         counters.conflicts += len(updates) - written
