@@ -23,8 +23,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import base64
-import binascii
 import re
 
 from concurrent.futures import ThreadPoolExecutor
@@ -37,9 +35,9 @@ except ImportError:  # pragma: no cover - Python 2 is not supported by this coll
 from ansible_collections.keyops.lifecycle.plugins.module_utils._consumers import MASK, masked_url
 from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError
 from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import Retry, with_retries
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _rewrap
 from ansible_collections.keyops.lifecycle.plugins.module_utils._rewrap import (
-    MAX_SAFE_BATCH, BatchRewrapper, TooLargeError, _new_version)
-from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
+    MAX_SAFE_BATCH, BatchRewrapper, _new_version, make_sender)
 
 try:
     import sqlalchemy
@@ -263,26 +261,11 @@ def json_key(value):
     return str(value)
 
 
-def encode_context(value, encoding):
-    """The base64 context Vault takes, from the column's value; None for a missing context."""
-    if value is None:
+def encode_context(value, encoding, column="context_column"):
+    """The base64 context Vault takes, from the column's value; None for a missing (NULL or empty) context."""
+    if value is None or (hasattr(value, "__len__") and not len(value)):
         return None
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        raw = bytes(value)
-        if encoding == "text":
-            return base64.b64encode(raw).decode("ascii") if raw else None
-        value = raw.decode("ascii", "replace")
-    value = str(value)
-    if not value:
-        return None
-    if encoding == "text":
-        return base64.b64encode(value.encode("utf-8")).decode("ascii")
-    try:
-        base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("context is not valid base64 (context_encoding=base64); use context_encoding=text "
-                         "for a plain text column")
-    return value
+    return _rewrap.encode_context(value, column, encoding)
 
 
 # (dialect, code) -> what went wrong; codes are PostgreSQL SQLSTATEs and MySQL error numbers.
@@ -341,46 +324,6 @@ def _driver_error(exc, dialect):
         message = str(orig)
     message = " ".join(message.split())
     return code, message[:500]
-
-
-def make_sender(connection, mount, name, key_version=None):
-    """``send([(ciphertext, context or None)]) -> batch_results`` for ``<mount>/rewrap/<name>``.
-
-    A batch refused as a whole (other than for size) is split until the item at fault answers with its own
-    error, so one bad row never stops its neighbours.  Rewrap is safe to repeat: nothing changes in Vault.
-    """
-    path = "%s/rewrap/%s" % (mount.strip("/"), name)
-
-    def send(items):
-        batch = []
-        for ciphertext, context in items:
-            entry = {"ciphertext": ciphertext}
-            if context is not None:
-                entry["context"] = context
-            if key_version is not None:
-                entry["key_version"] = key_version  # batch items carry their own; the top-level one is ignored
-            batch.append(entry)
-        body = {"batch_input": batch}
-        if key_version is not None:
-            body["key_version"] = key_version
-        try:
-            answer = connection.write(path, body)
-        except VaultModuleError as exc:
-            if exc.status == 413 or (exc.status == 400 and "complexity" in exc.msg):
-                raise TooLargeError(exc.msg)
-            if exc.status == 400:
-                if len(items) == 1:
-                    return [{"error": exc.msg}]
-                half = len(items) // 2
-                return send(items[:half]) + send(items[half:])
-            raise
-        results = (answer.get("data") or {}).get("batch_results") or []
-        if len(results) != len(items):
-            raise VaultModuleError("Vault answered %d results for a batch of %d on POST %s"
-                                   % (len(results), len(items), path))
-        return results
-
-    return send
 
 
 _CIPHERTEXT_RE = re.compile(CIPHERTEXT_PATTERN)
@@ -634,7 +577,8 @@ class DatabaseRewrapper:
                     keys, items = self._prepare(due, counters, derived, context_encoding)
                     if not items:
                         continue
-                    future = vault_thread.submit(rewrapper, items)
+                    contexts = [context for _old, context in items] if derived else None
+                    future = vault_thread.submit(rewrapper, [old for old, _context in items], contexts)
                     if in_flight is not None:
                         self._write(in_flight, target, cas, counters)
                     in_flight = (keys, items, future)
@@ -692,7 +636,7 @@ class DatabaseRewrapper:
             context = None
             if self.context is not None:
                 try:
-                    context = encode_context(row[2], context_encoding)
+                    context = encode_context(row[2], context_encoding, self.context.name)
                 except ValueError as exc:
                     counters.error(key, str(exc))
                     continue

@@ -125,11 +125,17 @@ def parse_line(text, field):
 
 
 def encode_context(value, context_field, encoding="base64"):
-    """The context as Vault's API takes it (base64) from the value of ``context_field``.
+    """The context as Vault's API takes it (base64) from the value of ``context_field`` (a str, or bytes from a
+    database column).
 
-    ``base64``: the field holds it exactly so (checked, not changed); ``text``: its UTF-8 text is encoded.
+    ``base64``: the value holds it exactly so (checked, not changed); ``text``: its UTF-8 text is encoded.
     Raises ValueError naming the field, never the value.
     """
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if encoding == "text" and raw:
+            return base64.b64encode(raw).decode("ascii")
+        value = raw.decode("ascii", "replace")
     if not isinstance(value, str) or not value:
         raise ValueError("context field %r is empty or not a string" % context_field)
     if encoding == "text":
@@ -304,7 +310,9 @@ def make_sender(connection, mount, name, key_version=None):
 
     For a derived key pass ``contexts``: one base64 context per ciphertext, in the same order, e.g.
     ``send(["vault:v1:..", "vault:v1:.."], contexts=["dXNlci0x", "dXNlci0y"])``; each batch item is then
-    ``{"ciphertext": c, "context": ctx}``.
+    ``{"ciphertext": c, "context": ctx}``.  A batch refused as a whole (400, other than for its size) is split
+    until the item at fault answers with its own error, so one bad ciphertext never hides its neighbours'
+    results (rewrap is safe to repeat: it changes nothing in Vault).
     """
     path = "%s/rewrap/%s" % (mount.strip("/"), name)
 
@@ -326,7 +334,13 @@ def make_sender(connection, mount, name, key_version=None):
         except VaultModuleError as exc:
             if exc.status == 413 or (exc.status == 400 and "complexity" in exc.msg):
                 raise TooLargeError(exc.msg)
-            raise
+            if exc.status != 400:
+                raise
+            if len(ciphertexts) == 1:
+                return [{"error": exc.msg}]
+            half = len(ciphertexts) // 2
+            first, second = (None, None) if contexts is None else (contexts[:half], contexts[half:])
+            return send(ciphertexts[:half], first) + send(ciphertexts[half:], second)
         results = (answer.get("data") or {}).get("batch_results") or []
         if len(results) != len(ciphertexts):
             raise VaultModuleError("Vault answered %d results for a batch of %d on POST %s"

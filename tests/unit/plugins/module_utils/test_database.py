@@ -164,7 +164,7 @@ def test_contexts():
     assert d.encode_context("tenant-1", "text") == base64.b64encode(b"tenant-1").decode()
     assert d.encode_context(b"tenant-1", "text") == base64.b64encode(b"tenant-1").decode()
     assert d.encode_context(None, "base64") is None and d.encode_context("", "text") is None
-    with pytest.raises(ValueError, match="context_encoding=text"):
+    with pytest.raises(ValueError, match="context field 'context_column' is not base64"):
         d.encode_context("tenant-1", "base64")
 
 
@@ -216,8 +216,8 @@ class FakeVault:
 def test_sender_contexts_key_version_and_isolated_errors():
     vault = FakeVault()
     send = d.make_sender(vault, "transit/", "k", key_version=2)
-    results = send([("vault:v1:a", "Yw=="), ("vault:v1:bad", "Yw=="), ("vault:v1:c", None)])
-    # The mixed batch was split until each part was accepted: one error, the others rewrapped to v2.
+    results = send(["vault:v1:a", "vault:v1:bad", "vault:v1:c"], ["Yw==", "Yw==", "Yw=="])
+    # The batch was split until each part was accepted: one error, the others rewrapped to v2.
     assert [r.get("ciphertext") or r["error"] for r in results] == [
         "vault:v2:new", "cipher: message authentication failed", "vault:v2:new"]
     assert vault.calls[0] == ("transit/rewrap/k", 3)
@@ -226,11 +226,11 @@ def test_sender_contexts_key_version_and_isolated_errors():
 def test_sender_too_large_splits_through_batch_rewrapper():
     vault = FakeVault(limit=4)
     rewrap = BatchRewrapper(d.make_sender(vault, "transit", "k"), 10)
-    results = rewrap([("vault:v1:x%d" % i, None) for i in range(10)])
+    results = rewrap(["vault:v1:x%d" % i for i in range(10)])
     assert len(results) == 10 and all(r["ciphertext"] == "vault:v9:new" for r in results)
     single = d.make_sender(FakeVault(limit=0.5), "transit", "k")
     with pytest.raises(TooLargeError):
-        single([("vault:v1:x", None)])
+        single(["vault:v1:x"])
 
 
 def test_sender_wrong_answer_length():
@@ -239,7 +239,7 @@ def test_sender_wrong_answer_length():
             return {"data": {"batch_results": []}}
 
     with pytest.raises(VaultModuleError, match="answered 0 results for a batch of 1"):
-        d.make_sender(Short(), "transit", "k")([("vault:v1:a", None)])
+        d.make_sender(Short(), "transit", "k")(["vault:v1:a"])
 
 
 def test_version_expression_compiles_for_both_engines():
@@ -262,3 +262,17 @@ def test_due_matches_the_sql_census():
     assert not d._due("vault:v2:QUJD", 2) and not d._due("vault:v13:QUJD", 13)
     for malformed in ("VAULT:V1:QUJD", "vault:v1:", "vault:v1:QU JD", "plain", None, "vault:v1:QUJD\n", "vault:vx:QUJD"):
         assert not d._due(malformed, 5)
+
+
+def test_sender_isolates_the_item_a_whole_batch_was_refused_for():
+    class Strict(FakeVault):
+        def write(self, path, body):
+            if any(item["ciphertext"].endswith("bad") for item in body["batch_input"]):
+                self.calls.append((path, len(body["batch_input"])))
+                raise VaultModuleError("invalid ciphertext: unable to decrypt", status=400)
+            return FakeVault.write(self, path, body)
+
+    vault = Strict()
+    results = d.make_sender(vault, "transit", "k")(["vault:v1:a", "vault:v1:b", "vault:v1:bad", "vault:v1:c"])
+    assert [r.get("ciphertext") or r["error"] for r in results] == [
+        "vault:v9:new", "vault:v9:new", "invalid ciphertext: unable to decrypt", "vault:v9:new"]
