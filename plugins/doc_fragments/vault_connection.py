@@ -91,6 +91,20 @@ options:
         the server; their outcome is otherwise checked by reading the state back.
     type: int
     default: 3
+  election_timeout:
+    description:
+      - Seconds to keep retrying while a raft cluster elects a new leader, against O(url) again each time.
+        A standby whose leader died redirects every write (and every request it would forward) to the dead
+        leader for the whole election, and says it knows of no active node once it notices; both are retried
+        this long, polling every second, whatever O(retries) says. Elections took 6 to 12 seconds on
+        3-node OpenBao 2.7 clusters.
+      - Requests that are not safe to repeat (rotation) are retried only when the redirect target refused
+        the connection (the standby that redirected did not act on them and nobody else received them).
+      - V(0) turns the wait off (the ordinary O(retries) apply). Past the window the task fails naming the
+        node that redirected and the node it redirected to.
+      - Defaults to the E(VAULT_ELECTION_TIMEOUT) environment variable, then V(30).
+    type: int
+    default: 30
 requirements:
   - hvac >= 2.0 (Python library on the host that runs the module)
 notes:

@@ -42,6 +42,15 @@ DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # proxy trouble).  503 from a *sealed* server is not transient and is reported instead.
 RETRY_STATUSES = frozenset((412, 429, 500, 502, 503, 504))
 
+# Seconds a request keeps being retried while the cluster elects a new leader (see election_failure).
+# Measured on 3-node OpenBao 2.7.2 raft clusters on loopback, leader SIGKILLed: 6.4 s, 11.4 s and 12.2 s
+# from the kill to the first write a standby served again; 30 s leaves room for a slower network and a
+# pre-vote round that fails once.
+DEFAULT_ELECTION_TIMEOUT = 30
+
+# What a standby answers when it knows of no active node to forward to (Vault's ErrCannotForward).
+_NO_ACTIVE_NODE = ("active cluster node not found", "no active node", "not active but")
+
 # Ansible argument spec shared by every Vault module (documented in doc_fragments/vault_connection.py).
 VAULT_CONNECTION_ARGSPEC = dict(
     url=dict(type="str", fallback=(env_fallback, ["VAULT_ADDR"])),
@@ -58,6 +67,7 @@ VAULT_CONNECTION_ARGSPEC = dict(
     validate_certs=dict(type="bool"),
     timeout=dict(type="int", default=30),
     retries=dict(type="int", default=3),
+    election_timeout=dict(type="int", default=DEFAULT_ELECTION_TIMEOUT, fallback=(env_fallback, ["VAULT_ELECTION_TIMEOUT"])),
 )
 
 CONNECTION_OPTION_NAMES = frozenset(VAULT_CONNECTION_ARGSPEC)
@@ -127,7 +137,7 @@ class VaultConnection:
     def __init__(self, url=None, token=None, auth_method="token", auth_mount_point=None, role_id=None,
                  secret_id=None, kubernetes_role=None, kubernetes_jwt_file=DEFAULT_JWT_FILE,
                  namespace=None, ca_cert=None, validate_certs=None, timeout=30, retries=3, sleep=time.sleep,
-                 login=True):
+                 login=True, election_timeout=DEFAULT_ELECTION_TIMEOUT, clock=time.monotonic):
         if HVAC_IMPORT_ERROR is not None:
             raise VaultModuleError(missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
         if not url:
@@ -138,6 +148,9 @@ class VaultConnection:
             raise VaultModuleError("`timeout` must be a positive number of seconds (got %s)" % timeout)
         if retries is not None and retries < 0:
             raise VaultModuleError("`retries` must be 0 or more (got %s)" % retries)
+        if election_timeout is not None and election_timeout < 0:
+            raise VaultModuleError("`election_timeout` must be 0 (do not wait for a leader election) or more seconds "
+                                   "(got %s)" % election_timeout)
         for name, value in (("token", token), ("namespace", namespace)):
             if value and not all(32 < ord(char) < 127 for char in str(value)):
                 raise VaultModuleError("`%s` holds characters an HTTP header cannot carry: give it exactly as "
@@ -150,6 +163,8 @@ class VaultConnection:
         self.url = url.rstrip("/")
         self.retries = retries if retries is not None else 3
         self._sleep = sleep
+        self._clock = clock
+        self.election_timeout = DEFAULT_ELECTION_TIMEOUT if election_timeout is None else election_timeout
         self.client = hvac.Client(url=self.url, verify=verify, timeout=timeout, namespace=namespace,
                                   adapter=hvac.adapters.RawAdapter)
         if not any(os.environ.get(name) for name in _REQUESTS_ENV):
@@ -214,25 +229,55 @@ class VaultConnection:
                                            "and that auth method %r is mounted at %r)"
                                            % (method, path, errors, method, mount), status=status)
                 final = VaultModuleError(explain_failure(status, "POST", path, errors, self.url), status=status)
+                if status in RETRY_STATUSES and no_active_node(str(exc)):
+                    raise self._election_retry(final)
                 if status in RETRY_STATUSES and not _is_sealed_text(str(exc)):
                     raise Retry(final)
                 raise final
             except requests.exceptions.RequestException as exc:
-                raise Retry(VaultModuleError(self._unreachable(exc)))
+                final = VaultModuleError(self._unreachable(exc))
+                if election_failure(exc, self.url, True):
+                    raise self._election_retry(VaultModuleError(self._no_leader(exc)))
+                raise Retry(final)
 
-        with_retries(attempt, self.retries, self._sleep)
+        self._with_retries(attempt)
 
     # -- requests -------------------------------------------------------------------------------
+
+    def _with_retries(self, attempt):
+        return with_retries(attempt, self.retries, self._sleep, clock=self._clock)
+
+    def _election_retry(self, final):
+        """A failure that lasts as long as a leader election: retried for ``election_timeout`` seconds."""
+        if not self.election_timeout:
+            return Retry(final)  # waiting for elections turned off: the ordinary retries
+        return Retry(final, window=self.election_timeout, poll=1.0)
+
+    def _no_leader(self, exc):
+        target = getattr(getattr(exc, "request", None), "url", None) or "?"
+        return ("cannot reach the active Vault node: %s redirected the request to %s, which did not answer (%s), "
+                "for longer than election_timeout (%ss). A standby does this while the cluster elects a new leader "
+                "(usually 5-15 s); check the cluster's raft status ('bao operator raft list-peers', sys/leader) and that "
+                "a quorum of nodes is up" % (self.url, _origin(target), exc.__class__.__name__, self.election_timeout))
 
     def _unreachable(self, exc):
         return ("cannot reach Vault at %s: %s. Check `url`/VAULT_ADDR, that the server listens there, "
                 "and TLS settings (`ca_cert`, `validate_certs`)" % (self.url, exc.__class__.__name__ + ": " + str(exc)))
 
-    def request(self, method, path, data=None, idempotent=True, capability=None, missing_ok=False):
+    def request(self, method, path, data=None, idempotent=True, capability=None, missing_ok=False,
+                retry_statuses=RETRY_STATUSES, explain=None):
         """Send one API call; return the decoded JSON body (``{}`` for 204), or None on 404 with ``missing_ok``.
 
         ``idempotent=False`` calls (e.g. rotate) are retried only when the request cannot have
         reached Vault (connection refused); callers verify by reading state back instead.
+        ``retry_statuses``: the HTTP statuses worth repeating for this call (transit backup/restore
+        answer refusals with 500, so they pass the set without 500).  ``explain(status, errors)``: a
+        message of the caller's for a failure it understands better (None: the generic one).
+
+        Leader elections: a standby of a raft cluster whose leader died answers every request it would
+        forward with a 307 to the dead leader's address for the whole election (6-12 s measured), and
+        requests follows it into a refused connection.  That failure, and a standby's "no active node"
+        answer, are retried against ``url`` for ``election_timeout`` seconds (:func:`election_failure`).
         """
         url = "/v1/" + path.lstrip("/")
         kwargs = {"json": data} if data is not None else {}
@@ -241,6 +286,8 @@ class VaultConnection:
             try:
                 response = self.client.adapter.request(method, url, raise_exception=False, **kwargs)
             except requests.exceptions.ConnectionError as exc:
+                if election_failure(exc, self.url, idempotent):
+                    raise self._election_retry(VaultModuleError(self._no_leader(exc)))
                 # Connection refused/reset before an answer: safe to send again even for rotate,
                 # since a refused connection never reached Vault.
                 final = VaultModuleError(self._unreachable(exc))
@@ -248,11 +295,12 @@ class VaultConnection:
             except requests.exceptions.RequestException as exc:
                 final = VaultModuleError(self._unreachable(exc))
                 raise Retry(final) if idempotent else final
-            return self._answer(response, method, path, idempotent, capability, missing_ok)
+            return self._answer(response, method, path, idempotent, capability, missing_ok, retry_statuses, explain)
 
-        return with_retries(attempt, self.retries, self._sleep)
+        return self._with_retries(attempt)
 
-    def _answer(self, response, method, path, idempotent, capability, missing_ok):
+    def _answer(self, response, method, path, idempotent, capability, missing_ok, retry_statuses=RETRY_STATUSES,
+                explain=None):
         """The decoded body of a response, or the explained error (wrapped in Retry when repeating may help)."""
         status = response.status_code
         if status < 400:
@@ -268,8 +316,12 @@ class VaultConnection:
         if status == 404 and missing_ok and "no handler for route" not in errors:
             return None
         sealed = status == 503 and _is_sealed_text(errors)
-        msg = explain_failure(status, method, path, errors, self.url, capability)
-        if status in RETRY_STATUSES and not sealed and idempotent:
+        msg = (explain and explain(status, errors)) or explain_failure(status, method, path, errors, self.url, capability)
+        if status in (500, 503) and no_active_node(errors):
+            # A standby that knows of no active node did not act on the request (it could not forward
+            # it), so even a rotate may be sent again; the election ends by itself.
+            raise self._election_retry(VaultModuleError(msg, status=status))
+        if status in retry_statuses and not sealed and idempotent:
             raise Retry(VaultModuleError(msg, status=status))
         if status == 403 and not self._token_valid():
             msg = ("the Vault token was rejected (invalid, expired or revoked) on %s %s: "
@@ -326,8 +378,43 @@ def _status_of(exc):
 
 
 def _never_sent(exc):
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True  # the TCP connection was never made
     text = str(exc).lower()
     return "refused" in text or "name or service not known" in text or "nodename nor servname" in text
+
+
+def _origin(url):
+    """``scheme://host:port`` of a URL (lower case), the part that names a server."""
+    scheme, _, rest = (url or "").partition("://")
+    return (scheme + "://" + rest.split("/", 1)[0]).lower()
+
+
+def no_active_node(errors):
+    """Is this the answer of a standby that knows of no active node (pure)?"""
+    text = (errors or "").lower()
+    return any(phrase in text for phrase in _NO_ACTIVE_NODE)
+
+
+def election_failure(exc, base_url, idempotent):
+    """Did this connection error happen while a standby sent us to a leader that is gone (pure)?
+
+    The failed request's URL (``exc.request.url``) tells: when its server is not the one at ``base_url``,
+    the server at ``base_url`` answered - with a redirect (a standby during a leader election redirects to
+    the dead leader's ``api_addr``) - and the connection to the redirect target failed.
+
+    Safe to repeat?  An idempotent request always.  A non-idempotent one (rotate) only when the
+    redirect target never received it (refused, unresolvable, connect timeout): the standby that
+    redirected did not act on the request - a 307 means "ask there instead" and a standby forwards
+    writes rather than performing them - and the target never saw it, so the request was performed by
+    nobody.  A reset or read timeout at the target after the request was sent may have reached a live
+    leader: not retried, the caller reads the state back (exactly-once rotation).
+    """
+    request = getattr(exc, "request", None)
+    failed_url = getattr(request, "url", None)
+    if not failed_url or _origin(failed_url) == _origin(base_url):
+        return False
+    return bool(idempotent) or _never_sent(exc)
 
 
 def run_vault_module(module, work, login=True):
