@@ -262,21 +262,16 @@ def _database_target(tmp_path_factory, kind, variable):
     return server, DatabaseTarget(kind, server.url, server.password, server)
 
 
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    server, target = _database_target(tmp_path_factory, "postgresql", "KEYOPS_POSTGRES_URL")
-    yield target
-    if target._engine is not None:
-        target._engine.dispose()
-    if server is not None:
-        server.stop()
+def _database_fixture(kind, variable):
+    def fixture(tmp_path_factory):
+        server, target = _database_target(tmp_path_factory, kind, variable)
+        yield target
+        if target._engine is not None:
+            target._engine.dispose()
+        if server is not None:
+            server.stop()
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def mariadb(tmp_path_factory):
-    server, target = _database_target(tmp_path_factory, "mariadb", "KEYOPS_MARIADB_URL")
-    yield target
-    if target._engine is not None:
-        target._engine.dispose()
-    if server is not None:
-        server.stop()
+postgres = pytest.fixture(scope="session", name="postgres")(_database_fixture("postgresql", "KEYOPS_POSTGRES_URL"))
+mariadb = pytest.fixture(scope="session", name="mariadb")(_database_fixture("mariadb", "KEYOPS_MARIADB_URL"))
