@@ -18,6 +18,7 @@ import datetime
 import re
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError
+from ansible_collections.keyops.lifecycle.plugins.module_utils._transit_backup import check_destruction
 
 # Key types OpenBao 2.x's transit engine accepts (checked against a live server: anything
 # else answers "unknown key type").  hvac's own list predates xchacha20-poly1305.
@@ -159,10 +160,21 @@ def _drop_versions_below(key, version):
     key["versions"] = dict((v, t) for v, t in key["versions"].items() if int(v) >= version)
 
 
-def plan_transit_key(current, desired, now):
+def _guard(ops, name, operation, key, backups, desired):
+    """Before an irreversible operation: a backup operation, or the acknowledgement, or a refusal."""
+    coverage = check_destruction(name, operation, key, backups, desired.get("irreversible_ok"))
+    if coverage == "backup":
+        ops.append(("backup", {}, "backed up versions %d-%d before the %s" % (
+            max(1, key["min_available_version"]), key["latest_version"], operation)))
+    return coverage
+
+
+def plan_transit_key(current, desired, now, backups=None):
     """Decide what to send to Vault.
 
     ``current``: :func:`normalize_key` output or None.  ``desired``: the module's parameters.
+    ``backups``: :class:`_transit_backup.BackupSettings` (or None): a trim or delete of a key that allows
+    backups is preceded by a ``backup`` operation; without one it needs ``desired["irreversible_ok"]``.
     Returns ``(operations, predicted)``: a list of ``(operation, payload, action)`` with
     operation one of create/rotate/config/trim/delete and ``action`` a secret-free sentence
     for the result, and the key as it will read afterwards (None when deleted).  Raises :class:`TransitPlanError` before anything is sent.
@@ -183,6 +195,7 @@ def plan_transit_key(current, desired, now):
                     "version and makes all its ciphertext undecryptable forever; set deletion_allowed: true in "
                     "this task to confirm" % name)
             ops.append(("config", {"deletion_allowed": True}, "configured: deletion_allowed False -> True"))
+        _guard(ops, name, "delete", current, backups, desired)
         ops.append(("delete", {}, "deleted"))
         return ops, None
 
@@ -245,6 +258,7 @@ def plan_transit_key(current, desired, now):
                 "(%d) or min_encryption_version (%d)" % (name, wanted_available,
                                                          predicted["min_decryption_version"],
                                                          predicted["min_encryption_version"]))
+        _guard(ops, name, "trim", predicted, backups, desired)
         ops.append(("trim", {"min_available_version": wanted_available},
                     "trimmed versions below %d" % wanted_available))
         predicted["min_available_version"] = wanted_available
@@ -342,9 +356,10 @@ def diff_view(key):
 class TransitBackend:
     """The I/O half: read keys and send planned operations through a VaultConnection."""
 
-    def __init__(self, connection, mount):
+    def __init__(self, connection, mount, backups=None):
         self.connection = connection
         self.mount = mount.strip("/")
+        self.backups = backups
 
     def _path(self, name, suffix=""):
         return "%s/keys/%s%s" % (self.mount, name, suffix)
@@ -356,8 +371,11 @@ class TransitBackend:
     def list_names(self):
         return sorted(self.connection.list("%s/keys" % self.mount))
 
-    def apply(self, name, operations):
+    def apply(self, name, operations, taken=None):
         """Send ``operations`` in order; return ``(actions done, key after)``.
+
+        A ``backup`` operation writes the backup (see _transit_backup) and appends what it wrote (path,
+        sha256, versions - never the blob) to ``taken``; when it fails, nothing after it is sent.
 
         The key after is taken from the last answer when it carries the key (OpenBao and recent
         Vault answer rotate/config/trim with it), otherwise read back.  On failure the error
@@ -366,9 +384,18 @@ class TransitBackend:
         actions, answer = [], None
         try:
             for operation, payload, action in operations:
+                if operation == "backup":
+                    written = self.backups.take(self.connection, self.mount, name,
+                                                datetime.datetime.now(datetime.timezone.utc))
+                    if taken is not None:
+                        taken.append(written)
+                    actions.append(action)
+                    continue
                 answer = self._send(name, operation, payload)
                 actions.append(action)
         except VaultModuleError as exc:
+            if taken:
+                exc.details.setdefault("backup", taken[-1])
             exc.details.setdefault("actions", actions)
             if actions:
                 exc.msg += " (already done before the failure: %s; re-running the task completes it)" % "; ".join(actions)

@@ -16,7 +16,12 @@ description:
   - Rotation can be made idempotent for scheduled jobs with O(rotate_older_than).
   - Raising O(min_decryption_version) makes older ciphertext undecryptable, so it is refused unless
     O(oldest_version_in_use) proves no consumer still uses an older version, or O(force=true).
-  - Supports check mode (nothing is sent; the result predicts the change) and diff mode
+  - Trimming (O(min_available_version)) and deleting are irreversible. When the key allows backups
+    (C(exportable) and C(allow_plaintext_backup)) and O(backup_path) is given, a backup of the key
+    (C(GET <mount>/backup/<name>)) is written first - 0600, or encrypted to a GPG public key - and the
+    step is not sent if that fails. Otherwise the step needs O(irreversible_ok=true).
+  - O(state=restored) restores such a backup (C(POST <mount>/restore/<name>)).
+  - Supports check mode (nothing is sent and no backup is written; the result predicts the change) and diff mode
     (configuration and version list before and after; never key material).
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
@@ -36,9 +41,13 @@ options:
     description:
       - V(present) creates the key if needed and applies the other options.
       - V(absent) deletes the key and every version of it. This needs the key's C(deletion_allowed) to be
-        true, or O(deletion_allowed=true) in the same task as confirmation.
+        true, or O(deletion_allowed=true) in the same task as confirmation, and a backup (O(backup_path)) or
+        O(irreversible_ok=true).
+      - V(restored) restores the key from O(backup_file). A missing key is created from it; an existing one is
+        replaced only with O(force=true), and not by a backup older than its latest version unless
+        O(allow_older_backup=true). Unchanged when the key already holds the backup's versions and settings.
     type: str
-    choices: [present, absent]
+    choices: [present, absent, restored]
     default: present
   type:
     description:
@@ -77,7 +86,45 @@ options:
     type: int
     aliases: [in_use_min_version]
   force:
-    description: Raise O(min_decryption_version) without proof that no consumer needs older versions.
+    description:
+      - Raise O(min_decryption_version) without proof that no consumer needs older versions.
+      - With O(state=restored), restore over an existing key (rolling it back to the backup's versions and
+        settings, which brings trimmed versions back).
+    type: bool
+    default: false
+  backup_path:
+    description:
+      - Directory (existing, or ending in C(/); created 0700) or file to write a backup of the key to before a trim
+        or delete. In a directory the file is named C(<mount>.<name>.v<first>-v<last>.<UTC time>.transit-backup)
+        (C(.gpg) added when encrypted).
+      - The file holds the key material of every version: it is written 0600 through a temporary file and a rename,
+        never logged and never returned (the task returns RV(backup.path), RV(backup.sha256) and the versions).
+      - It is the blob Vault returned, so C(bao write <mount>/restore/<name> backup=@FILE) restores it too.
+      - Only used when the key allows backups (C(exportable) and C(allow_plaintext_backup) true).
+    type: path
+  backup_gpg_recipient:
+    description:
+      - Encrypt the backup to this GPG key (id, fingerprint or e-mail) of the keyring in E(GNUPGHOME) with the
+        C(gpg) binary. Mutually exclusive with O(backup_gpg_key_file).
+    type: str
+  backup_gpg_key_file:
+    description: Encrypt the backup to the GPG public key in this file (nothing is imported into a keyring).
+    type: path
+  irreversible_ok:
+    description:
+      - Acknowledge that a trim or delete of a key without a backup (the key does not allow backups, or no
+        O(backup_path) is given) destroys key versions for good. Without it such a task fails and changes nothing.
+    type: bool
+    default: false
+  backup_file:
+    description:
+      - The backup to restore with O(state=restored), as written by O(backup_path). A file ending in C(.gpg),
+        C(.asc) or C(.pgp) is decrypted with C(gpg) and the private key in the keyring of E(GNUPGHOME).
+    type: path
+  allow_older_backup:
+    description:
+      - With O(state=restored) and O(force=true), allow a backup whose latest version is older than the key's.
+        Vault then deletes the newer versions, and ciphertext encrypted with them becomes undecryptable.
     type: bool
     default: false
   min_encryption_version:
@@ -127,11 +174,28 @@ EXAMPLES = r"""
         min_decryption_version: 3
         oldest_version_in_use: "{{ rewrap.oldest_version_in_use }}"
 
-    - name: Delete a key that is no longer needed
+    - name: Trim versions below 3, after writing a backup GPG-encrypted to the operators' key
+      keyops.lifecycle.vault_transit_key:
+        name: kasten
+        min_encryption_version: 3
+        min_available_version: 3
+        backup_path: /var/backups/transit/
+        backup_gpg_key_file: /etc/keyops/backup-pubkey.asc
+      register: trimmed   # trimmed.backup.path, .sha256, .first_version, .last_version
+
+    - name: Undo the trim (decrypting with the private key in GNUPGHOME)
+      keyops.lifecycle.vault_transit_key:
+        name: kasten
+        state: restored
+        backup_file: "{{ trimmed.backup.path }}"
+        force: true
+
+    - name: Delete a key that is no longer needed (it allows no backups - acknowledged)
       keyops.lifecycle.vault_transit_key:
         name: old-key
         state: absent
         deletion_allowed: true
+        irreversible_ok: true
 """
 
 RETURN = r"""
@@ -169,6 +233,32 @@ key:
     min_encryption_version: 0
     min_available_version: 0
     versions: {"2": "2026-08-01T00:00:00Z", "3": "2026-11-01T00:00:00Z"}
+backup:
+  description:
+    - The backup written before a trim or delete (predicted in check mode, with RV(backup.sha256) null). Null when
+      no backup was taken. Never the key material itself.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: The backup file.
+      type: str
+    sha256:
+      description: SHA-256 of the file's bytes (of the encrypted file when encrypted).
+      type: str
+    encrypted:
+      description: Whether the file is GPG-encrypted.
+      type: bool
+    first_version:
+      description: Oldest key version the backup holds.
+      type: int
+    last_version:
+      description: Newest key version the backup holds.
+      type: int
+irreversible:
+  description: A trim or delete was done (or would be) without a backup, acknowledged with O(irreversible_ok).
+  returned: always
+  type: bool
 actions:
   description: What the task did (or would do in check mode), in order.
   returned: always
@@ -178,6 +268,7 @@ actions:
 """
 
 import datetime
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -191,6 +282,47 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import (
     diff_view,
     plan_transit_key,
 )
+from ansible_collections.keyops.lifecycle.plugins.module_utils._transit_backup import (
+    BackupSettings,
+    plan_restore,
+    read_backup_file,
+    restore,
+)
+
+BACKUP_OPTIONS = dict(
+    backup_path=dict(type="path"),
+    backup_gpg_recipient=dict(type="str"),
+    backup_gpg_key_file=dict(type="path"),
+    irreversible_ok=dict(type="bool", default=False),
+)
+
+
+def restored(backend, module, before):
+    """state=restored: the key from backup_file (a missing key is created, an existing one needs force)."""
+    params = module.params
+    name = params["name"]
+    blob, summary = read_backup_file(params["backup_file"])
+    action = plan_restore(name, before, summary, params["force"], params["allow_older_backup"])
+    if action is None:
+        return dict(changed=False, key=before, actions=[], backup=None, irreversible=False)
+    if module.check_mode:
+        after = dict(before or {"name": name}, latest_version=summary["latest_version"],
+                     min_decryption_version=summary["min_decryption_version"],
+                     min_available_version=summary["min_available_version"])
+        return dict(changed=True, key=after, actions=[action], backup=None, irreversible=False)
+    restore(backend.connection, backend.mount, name, blob, params["force"])
+    # A standby serves reads from its own copy, ~0.1 s behind a restore on the active node.
+    after = None
+    deadline = time.monotonic() + 3
+    while True:
+        after = backend.get_info(name)
+        if after and after["latest_version"] == summary["latest_version"] \
+                and after["min_available_version"] == summary["min_available_version"]:
+            break
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return dict(changed=True, key=after or {}, actions=[action], backup=None, irreversible=False)
 
 
 def main():
@@ -198,7 +330,7 @@ def main():
         argument_spec=vault_argument_spec(
             name=dict(type="str", required=True),
             mount=dict(type="str", default="transit"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+            state=dict(type="str", default="present", choices=["present", "absent", "restored"]),
             type=dict(type="str", choices=list(KEY_TYPES)),
             key_size=dict(type="int"),
             derived=dict(type="bool"),
@@ -214,23 +346,40 @@ def main():
             exportable=dict(type="bool"),
             allow_plaintext_backup=dict(type="bool"),
             auto_rotate_period=dict(type="str"),
+            backup_file=dict(type="path"),
+            allow_older_backup=dict(type="bool", default=False),
+            **BACKUP_OPTIONS
         ),
-        mutually_exclusive=[("rotate", "rotate_older_than")],
+        mutually_exclusive=[("rotate", "rotate_older_than"), ("backup_gpg_recipient", "backup_gpg_key_file")],
+        required_if=[("state", "restored", ("backup_file",))],
         supports_check_mode=True,
     )
 
     def work(connection):
-        backend = TransitBackend(connection, module.params["mount"])
+        backups = BackupSettings.from_params(module.params)
+        backend = TransitBackend(connection, module.params["mount"], backups)
         name = module.params["name"]
         before = backend.get_info(name)
+        if module.params["state"] == "restored":
+            result = restored(backend, module, before)
+            if module._diff:
+                result["diff"] = dict(before=diff_view(before), after=diff_view(result["key"] or None))
+            return result
         now = datetime.datetime.now(datetime.timezone.utc)
-        operations, predicted = plan_transit_key(before, module.params, now)
+        operations, predicted = plan_transit_key(before, module.params, now, backups)
+        kinds = [operation for operation, _payload, _action in operations]
+        taken = []
         if operations and not module.check_mode:
-            actions, after = backend.apply(name, operations)
+            actions, after = backend.apply(name, operations, taken)
         else:
             actions = [action for _operation, _payload, action in operations]
             after = predicted
-        result = dict(changed=bool(operations), key=after or {}, actions=actions)
+            if "backup" in kinds:
+                taken.append(backups.predict(backend.mount, name, dict(
+                    before, latest_version=(predicted or before)["latest_version"]), now))
+        irreversible = ("trim" in kinds or "delete" in kinds) and "backup" not in kinds
+        result = dict(changed=bool(operations), key=after or {}, actions=actions,
+                      backup=taken[-1] if taken else None, irreversible=irreversible)
         if module._diff:
             result["diff"] = dict(before=diff_view(before), after=diff_view(after))
         return result

@@ -19,6 +19,9 @@ description:
     C(min_decryption_version), missing key, impossible trim), the task fails naming each refusal and changes nothing.
   - There is no O(keyops.lifecycle.vault_transit_key#module:force) here - raising C(min_decryption_version) always
     needs C(oldest_version_in_use).
+  - A trim (O(keys[].min_available_version)) of a key that allows backups (C(exportable) and C(allow_plaintext_backup))
+    is preceded by a backup written to O(backup_path), as in M(keyops.lifecycle.vault_transit_key); a trim without
+    a backup needs O(keys[].irreversible_ok=true), otherwise the task fails and changes nothing.
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
 attributes:
@@ -57,8 +60,23 @@ options:
         description: Oldest version Vault may encrypt with.
         type: int
       min_available_version:
-        description: Trim versions below this.
+        description: Trim versions below this (see O(backup_path) and O(keys[].irreversible_ok)).
         type: int
+      irreversible_ok:
+        description: Acknowledge a trim without a backup (the key allows none, or O(backup_path) is not given).
+        type: bool
+        default: false
+  backup_path:
+    description:
+      - Directory (created 0700) for the backups taken before trims, one 0600 file per key named
+        C(<mount>.<name>.v<first>-v<last>.<UTC time>.transit-backup). Never logged or returned.
+    type: path
+  backup_gpg_recipient:
+    description: Encrypt the backups to this GPG key of the keyring in E(GNUPGHOME).
+    type: str
+  backup_gpg_key_file:
+    description: Encrypt the backups to the GPG public key in this file.
+    type: path
   mount:
     description: Default transit mount.
     type: str
@@ -112,6 +130,12 @@ keys:
     key:
       description: The key after the task (predicted in check mode), as returned by M(keyops.lifecycle.vault_transit_key).
       type: dict
+    backup:
+      description: The backup written before the trim (path, sha256, encrypted, first_version, last_version), or null.
+      type: dict
+    irreversible:
+      description: The key was trimmed (or would be) without a backup, acknowledged with O(keys[].irreversible_ok).
+      type: bool
 """
 
 import datetime
@@ -131,6 +155,7 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._transit import (
     diff_view,
     plan_transit_key,
 )
+from ansible_collections.keyops.lifecycle.plugins.module_utils._transit_backup import BackupSettings
 
 KEY_SPEC = dict(
     name=dict(type="str", required=True),
@@ -142,6 +167,7 @@ KEY_SPEC = dict(
         dict(name="in_use_min_version", version="2.0.0", collection_name="keyops.lifecycle")]),
     min_encryption_version=dict(type="int"),
     min_available_version=dict(type="int"),
+    irreversible_ok=dict(type="bool", default=False),
 )
 
 
@@ -151,7 +177,11 @@ def main():
             keys=dict(type="list", elements="dict", required=True, options=KEY_SPEC, no_log=False),
             mount=dict(type="str", default="transit"),
             workers=dict(type="int", default=8),
+            backup_path=dict(type="path"),
+            backup_gpg_recipient=dict(type="str"),
+            backup_gpg_key_file=dict(type="path"),
         ),
+        mutually_exclusive=[("backup_gpg_recipient", "backup_gpg_key_file")],
         supports_check_mode=True)))
     if not 1 <= module.params["workers"] <= 32:
         module.fail_json(msg="workers must be between 1 and 32 (got %d)" % module.params["workers"])
@@ -164,7 +194,11 @@ def main():
             if desired["rotate"] and desired["rotate_older_than"]:
                 raise VaultModuleError("key %s: rotate and rotate_older_than are mutually exclusive" % spec["name"])
             requests.append(desired)
-        backends = dict((mount, TransitBackend(connection, mount)) for mount in set(r["mount"] for r in requests))
+        backups = BackupSettings.from_params(module.params)
+        if backups.path and not backups.path.endswith("/"):
+            backups.path += "/"  # always a directory here: one file per key
+        backends = dict((mount, TransitBackend(connection, mount, backups))
+                        for mount in set(r["mount"] for r in requests))
 
         def plan(desired):
             before = backends[desired["mount"]].get_info(desired["name"])
@@ -172,7 +206,7 @@ def main():
                 return desired, None, None, ("transit key %s does not exist in mount %s (create it with "
                                              "keyops.lifecycle.vault_transit_key)" % (desired["name"], desired["mount"]))
             try:
-                operations, predicted = plan_transit_key(before, desired, now)
+                operations, predicted = plan_transit_key(before, desired, now, backups)
             except VaultModuleError as exc:
                 return desired, before, None, "key %s: %s" % (desired["name"], exc.msg)
             return desired, before, (operations, predicted), None
@@ -186,13 +220,19 @@ def main():
             def apply(item):
                 desired, before, (operations, predicted), _refusal = item
                 backend = backends[desired["mount"]]
+                kinds = [operation for operation, _payload, _action in operations]
+                taken = []
                 if operations and not module.check_mode:
-                    actions, after = backend.apply(desired["name"], operations)
+                    actions, after = backend.apply(desired["name"], operations, taken)
                 else:
                     actions = [action for _operation, _payload, action in operations]
                     after = predicted
+                    if "backup" in kinds:
+                        taken.append(backups.predict(backend.mount, desired["name"], dict(
+                            before, latest_version=predicted["latest_version"]), now))
                 return dict(name=desired["name"], mount=desired["mount"], changed=bool(operations),
-                            actions=actions, before=before, key=after)
+                            actions=actions, before=before, key=after, backup=taken[-1] if taken else None,
+                            irreversible="trim" in kinds and "backup" not in kinds)
 
             results = list(pool.map(apply, plans))
         result = dict(changed=any(entry["changed"] for entry in results), keys=results)

@@ -145,7 +145,7 @@ def test_guarded_min_decryption_version_and_trim(ansible, vault_client, transit_
     assert list(allowed.task("key")["key"]["versions"]) == ["2", "3"]
 
     forced = ansible([key_task(transit_mount, min_decryption_version=3, force=True, min_encryption_version=3,
-                               min_available_version=3)], diff=True, expect_rc=0)
+                               min_available_version=3, irreversible_ok=True)], diff=True, expect_rc=0)
     result = forced.task("key")
     assert result["actions"] == ["configured: min_decryption_version 2 -> 3, min_encryption_version 0 -> 3",
                                  "trimmed versions below 3"]
@@ -169,14 +169,14 @@ def test_delete_requires_deletion_allowed(ansible, vault_client, transit_mount):
     assert "deletion_allowed is false" in refused.task("key")["msg"]
     assert read_key(vault_client, transit_mount)["name"] == "k"
 
-    check = ansible([key_task(transit_mount, state="absent", deletion_allowed=True)], check=True, expect_rc=0)
+    check = ansible([key_task(transit_mount, state="absent", deletion_allowed=True, irreversible_ok=True)], check=True, expect_rc=0)
     assert check.task("key")["changed"] is True
     assert read_key(vault_client, transit_mount)["name"] == "k"
 
-    deleted = ansible([key_task(transit_mount, state="absent", deletion_allowed=True)], expect_rc=0)
+    deleted = ansible([key_task(transit_mount, state="absent", deletion_allowed=True, irreversible_ok=True)], expect_rc=0)
     assert deleted.task("key")["actions"] == ["configured: deletion_allowed False -> True", "deleted"]
     assert deleted.task("key")["key"] == {}
-    again = ansible([key_task(transit_mount, state="absent", deletion_allowed=True)], expect_rc=0)
+    again = ansible([key_task(transit_mount, state="absent", deletion_allowed=True, irreversible_ok=True)], expect_rc=0)
     assert again.task("key")["changed"] is False
 
 
