@@ -139,7 +139,7 @@ EXAMPLES = r"""
 
 - name: Unseal with the ORIGINAL keys of the snapshot's cluster
   keyops.lifecycle.vault_unseal:
-    keys_file: /root/.secrets/original-init.json
+    keys_file: "/root/.secrets/original-init.json"
   when: restored.sealed
 """
 

@@ -29,7 +29,8 @@ VAULT_AND_KUBE = ["vault_mount", "vault_policy", "vault_token", "vault_transit_r
                   "vault_transit_key_info", "vault_transit_keys", "transit_rotation_report", "vault_k8s_auth",
                   "vault_k8s_auth_role", "vault_k8s_auth_info", "vault_k8s_auth_probe", "k8s_secret_rewrap",
                   "k8s_secret", "k10_passkey", "k10_passkey_info", "k10_passkey_rotate", "k10_import_policy"]
-SERVER_AND_KEYS = ["keyrepo_info", "keyrepo_rotate", "process_service", "vault_init", "vault_unseal"]
+SERVER_AND_KEYS = ["keyrepo_info", "keyrepo_rotate", "process_service", "vault_init", "vault_unseal",
+                   "vault_raft_snapshot"]
 DATABASES = ["database_rewrap"]
 
 
@@ -167,7 +168,10 @@ def test_server_and_key_repository_examples(tmp_path, vault):
     unsealer.secrets.transit.create_key("unseal", mount_point=mount)
     seal = 'seal "transit" {\n  address = "%s"\n  token = "%s"\n  key_name = "unseal"\n  mount_path = "%s/"\n}\n' % (
         vault.address, vault.token, mount)
+    backups = tmp_path / "backups"
     substitutions = [
+        ("/var/backups/openbao/", str(backups) + "/"),
+        ("/root/.secrets/original-init.json", "{{ playbook_dir }}/secrets/{{ inventory_hostname }}-init.json"),
         ("/usr/local/bin/bao", bao_binary()), ("/etc/openbao/", str(etc) + "/"), ("/run/openbao/", str(run_dir) + "/"),
         ("/var/log/openbao/", str(log_dir) + "/"), ('"http://{{ inventory_hostname }}:8200"', '"%s"' % address),
         ("cluster-init.json", "{{ inventory_hostname }}-init.json"), ("/root/openbao-init.json",
@@ -186,6 +190,11 @@ def test_server_and_key_repository_examples(tmp_path, vault):
                         "port": port, "host": "127.0.0.1", "timeout": 30}})
                 if module == "vault_init":
                     module_tasks[1]["environment"] = {"VAULT_ADDR": sealed.address}
+                if module == "vault_raft_snapshot":
+                    # The snapshot examples take url and token from the environment, as a scheduled job would.
+                    for step in module_tasks:
+                        step["environment"] = {"VAULT_ADDR": address, "VAULT_TOKEN": "{{ (lookup('file', playbook_dir "
+                                               "~ '/secrets/localhost-init.json') | from_json).root_token }}"}
                 tasks += module_tasks
             run = run_playbook(tmp_path, [{"name": "examples", "hosts": "localhost", "connection": "local",
                                            "gather_facts": False, "tasks": tasks}])
@@ -193,6 +202,9 @@ def test_server_and_key_repository_examples(tmp_path, vault):
             assert not hvac.Client(url=address).sys.is_sealed()
             assert hvac.Client(url=sealed.address).sys.is_initialized()
             assert sorted(os.listdir(repo)) == ["0", "1", "2"]
+            # the daily snapshot, plus the snapshot of the current state each restore example took first
+            snaps = sorted(name for name in os.listdir(backups) if name.endswith(".snap"))
+            assert len(snaps) == 3 and len([n for n in snaps if "-pre-restore-" in n]) == 2, snaps
     finally:
         if pid_file.exists():
             os.kill(int(pid_file.read_text()), 9)
