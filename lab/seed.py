@@ -58,8 +58,10 @@ def seed_table(vault, url, password, mount, key, rows=DEMO_TABLE_ROWS, table="ac
 
 
 def seed_transit(directory, address, token, mount="transit", keys=None, rotate_older_than=DEMO_ROTATE_OLDER_THAN,
-                 trim=("backups",), k10_consumer=None, database=None):
+                 trim=("backups",), k10_consumer=None, database=None, backupable=("backups",)):
     """Create the keys, their consumer files and a vars file; ``rotate_older_than=None`` = always rotate.
+
+    ``backupable``: keys created exportable with allow_plaintext_backup, so the role backs them up before a trim.
 
     ``database``: ``{"url": ..., "password": ...}`` adds a table of the key payroll as a database consumer.
     """
@@ -72,7 +74,9 @@ def seed_transit(directory, address, token, mount="transit", keys=None, rotate_o
         pass  # already mounted
     rotation_keys = []
     for name, (per_version, field) in keys.items():
-        vault.adapter.request("POST", "/v1/%s/keys/%s" % (mount, name), json={})
+        vault.adapter.request("POST", "/v1/%s/keys/%s" % (mount, name), json={"exportable": True,
+                                                                               "allow_plaintext_backup": True}
+                              if name in backupable else {})
         ciphertexts = []
         for index, count in enumerate(per_version):
             if index:

@@ -38,6 +38,7 @@ def plan(keys, default_mount="transit", default_host="localhost"):
             raise RotationInputError("key %s in mount %s is listed twice" % (key["name"], mount))
         seen.add((mount, key["name"]))
         entry = {"name": key["name"], "mount": mount, "trim": bool(key.get("trim")),
+                 "trim_without_backup": bool(key.get("trim_without_backup")),
                  "rotate_older_than": key.get("rotate_older_than"), "consumers": []}
         request = {"name": key["name"], "mount": mount}
         if key.get("rotate_older_than"):
@@ -208,7 +209,7 @@ def _by_key(entries):
 def decide(rotation_plan, step1_keys, records):
     """Per key: oldest version in use, blocking consumers, and the step-3/4 requests."""
     after_step1 = _by_key(step1_keys)
-    decisions, raise_requests, trim_requests = [], [], []
+    decisions, raise_requests, trim_requests, unbacked = [], [], [], []
     for key in rotation_plan["keys"]:
         state = after_step1[(key["mount"], key["name"])]["key"]
         mine = _records_of(key, records)
@@ -226,11 +227,18 @@ def decide(rotation_plan, step1_keys, records):
                                    "min_decryption_version": oldest, "oldest_version_in_use": oldest})
         if key["trim"] and not blocked_by and min_decryption > state["min_available_version"]:
             decision["trim_to"] = min_decryption
-            trim_requests.append({"name": key["name"], "mount": key["mount"],
-                                  "min_encryption_version": max(min_decryption, state["min_encryption_version"]),
-                                  "min_available_version": min_decryption})
+            request = {"name": key["name"], "mount": key["mount"],
+                       "min_encryption_version": max(min_decryption, state["min_encryption_version"]),
+                       "min_available_version": min_decryption}
+            if key.get("trim_without_backup"):
+                request["irreversible_ok"] = True
+            elif not (state.get("exportable") and state.get("allow_plaintext_backup")):
+                # No backup can be taken first and nobody said the versions may go: not trimmed (the role fails
+                # before step 4 naming the key and both ways out).
+                unbacked.append("%s (mount %s)" % (key["name"], key["mount"]))
+            trim_requests.append(request)
         decisions.append(decision)
-    return {"keys": decisions, "raise": raise_requests, "trim": trim_requests}
+    return {"keys": decisions, "raise": raise_requests, "trim": trim_requests, "trim_unbacked": unbacked}
 
 
 def report(rotation_plan, step1_keys, decisions, step3_keys=None, step4_keys=None, records=None):
@@ -249,8 +257,15 @@ def report(rotation_plan, step1_keys, decisions, step3_keys=None, step4_keys=Non
             note = "min_decryption_version kept: blocked by " + ", ".join(decision["blocked_by"])
         else:
             note = "ok"
+        trimmed = step4.get(ident)
+        trim = None
+        if trimmed and trimmed.get("changed"):
+            # Where the backup taken before the trim is (never its content), or that there is none.
+            trim = {"below": trimmed["key"]["min_available_version"], "backup": trimmed.get("backup"),
+                    "irreversible": bool(trimmed.get("irreversible"))}
         entries.append({
             "name": key["name"], "mount": key["mount"], "rotated": bool(first["changed"]),
+            "trim": trim,
             "version_before": first["before"]["latest_version"], "version_after": after["latest_version"],
             "min_decryption_version_before": first["before"]["min_decryption_version"],
             "min_decryption_version_after": after["min_decryption_version"],
@@ -278,6 +293,18 @@ def report_markdown(entries):
             key["name"], key["mount"], "yes" if key["rotated"] else "no", key["version_before"],
             key["version_after"], key["min_decryption_version_before"], key["min_decryption_version_after"],
             key["oldest_version_in_use"], key["note"]))
+    trims = [key for key in entries if key.get("trim")]
+    if trims:
+        lines += ["", "## Trims", "", "| key | mount | versions destroyed below | backup |", "|---|---|---|---|"]
+        for key in trims:
+            backup = key["trim"]["backup"]
+            if backup:
+                where = "`%s` (v%s-v%s%s, sha256 %s)" % (backup["path"], backup["first_version"], backup["last_version"],
+                                                        ", GPG-encrypted" if backup.get("encrypted") else "",
+                                                        backup["sha256"] or "- (check mode)")
+            else:
+                where = "none - IRREVERSIBLE (trim_without_backup)"
+            lines.append("| %s | %s | %s | %s |" % (key["name"], key["mount"], key["trim"]["below"], where))
     lines += ["", "## Consumers", "", "| key | consumer | census before | census after | rewrapped | status |",
               "|---|---|---|---|---|---|"]
     for key in entries:

@@ -15,14 +15,15 @@ ROTATE_KEYS = os.path.join(ROOT, "playbooks", "rotate_keys.yml")
 class Rotation:
     """A fresh mount with seeded keys and consumer files, and the vars file naming them."""
 
-    def __init__(self, vault, mount, tmp_path, keys, rotate_older_than=None, trim=()):
+    def __init__(self, vault, mount, tmp_path, keys, rotate_older_than=None, trim=(), backupable=()):
         self.vault = vault
         self.mount = mount
         self.tmp_path = tmp_path
         self.keys = keys
         self.client = transit_data.client(vault.address, vault.token)
         self.vars_path = seed.seed_transit(str(tmp_path / "consumers"), vault.address, vault.token, mount=mount,
-                                           keys=keys, rotate_older_than=rotate_older_than, trim=trim)
+                                           keys=keys, rotate_older_than=rotate_older_than, trim=trim,
+                                           backupable=backupable)
         self.report_dir = tmp_path / "reports"
         self.seeded = dict((entry["name"], entry["consumers"][0]["path"])
                            for entry in self.rotation_vars["transit_rotation_keys"])

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from lab import _process, transit_data
+from lab import _process, seed, transit_data
 
 from test_vault_transit_key import key_task, read_key
 
@@ -183,3 +183,50 @@ def test_check_mode_writes_no_backup(ansible, vault_client, transit_mount, tmp_p
     assert result["changed"] is True and result["backup"]["sha256"] is None
     assert result["backup"]["path"].startswith(str(backups)) and (result["backup"]["last_version"] == 3)
     assert not backups.exists() and read_key(vault_client, transit_mount) == before
+
+
+def test_rotation_role_backs_up_before_its_trim_and_refuses_an_unacknowledged_one(vault, transit_mount, tmp_path):
+    from rotation_helpers import Rotation
+
+    keys = {"gamma": ([30, 20], None), "delta": ([10], None)}
+    rotation = Rotation(vault, transit_mount, tmp_path, keys, trim=("gamma", "delta"), backupable=("gamma",))
+    client = rotation.client
+    old = transit_data.read_ciphertexts(rotation.seeded["gamma"])[:1]
+    backups = tmp_path / "backups"
+    backup_dir = ["-e", "transit_rotation_backup_dir=%s" % backups]
+
+    # delta allows no backups and is not acknowledged: step 4 refuses, nothing is trimmed.
+    refused = rotation.run(*backup_dir)
+    assert refused.rc != 0 and "refusing to trim delta (mount %s)" % transit_mount in refused.output
+    assert "set trim_without_backup: true" in refused.output and "does not allow backups" in refused.output
+    assert rotation.key("gamma")["min_available_version"] == 0 and not backups.exists()
+
+    data = rotation.rotation_vars
+    data["transit_rotation_keys"][1]["trim_without_backup"] = True
+    rotation.write_vars(data)
+    # Check mode: nothing written (no backup either).
+    rotation.run("--check", *backup_dir, expect_rc=0)
+    assert not backups.exists() and rotation.key("gamma")["latest_version"] == 3
+    rotation.run(*backup_dir, expect_rc=0)
+    report = rotation.report()
+    gamma, delta = report["gamma"]["trim"], report["delta"]["trim"]
+    assert delta == {"below": 3, "backup": None, "irreversible": True}
+    assert gamma["irreversible"] is False and gamma["below"] == 4
+    path = gamma["backup"]["path"]
+    assert os.path.dirname(path) == str(backups) and mode(path) == 0o600 and mode(str(backups)) == 0o700
+    assert (gamma["backup"]["first_version"], gamma["backup"]["last_version"]) == (1, 4)
+    register_backup(open(path).read())
+    markdown = (rotation.report_dir / "rotation-report.md").read_text()
+    assert "| gamma | %s | 4 | `%s` (v1-v4, sha256 %s) |" % (transit_mount, path, gamma["backup"]["sha256"]) in markdown
+    assert open(path).read() not in markdown
+
+    # The trimmed versions come back from the backup (then the old ciphertext decrypts with a lowered minimum).
+    expected = seed.expected_plaintexts("gamma", keys["gamma"][0])[:1]
+    assert transit_data.decrypt_many(client, transit_mount, "gamma", old) != expected
+    from _ansible import play, run_playbook
+    restore = [{"name": "restore", "keyops.lifecycle.vault_transit_key": {
+        "name": "gamma", "mount": transit_mount, "state": "restored", "backup_file": path, "force": True}},
+        {"name": "lower", "keyops.lifecycle.vault_transit_key": {
+            "name": "gamma", "mount": transit_mount, "min_decryption_version": 1}}]
+    run_playbook(tmp_path, play(restore), env=vault.env, expect_rc=0)
+    assert transit_data.decrypt_many(client, transit_mount, "gamma", old) == expected

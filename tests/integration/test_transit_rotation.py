@@ -16,6 +16,9 @@ KEYS = {"alpha": ([300, 100], None), "beta": ([200], "secret")}
 def test_full_rotation_report_and_idempotent_rerun(vault, transit_mount, tmp_path):
     rotation = Rotation(vault, transit_mount, tmp_path, KEYS, rotate_older_than="{{ age | default('30d') }}",
                         trim=("beta",))
+    data = rotation.rotation_vars
+    data["transit_rotation_keys"][1]["trim_without_backup"] = True  # beta allows no backups
+    rotation.write_vars(data)
     first = rotation.run("-e", "age=0s", expect_rc=0)
     rotation.check_complete()
     report = rotation.report()
@@ -27,9 +30,11 @@ def test_full_rotation_report_and_idempotent_rerun(vault, transit_mount, tmp_pat
     assert alpha["blocked_by"] == [] and alpha["rotated"] is True
     assert beta["min_available_version_after"] == 2  # trimmed
     assert rotation.key("beta")["min_available_version"] == 2
+    assert beta["trim"] == {"below": 2, "backup": None, "irreversible": True} and alpha["trim"] is None
     markdown = (rotation.report_dir / "rotation-report.md").read_text()
     assert "| alpha | %s | yes | 2 → 3 | 1 → 3 | 3 | ok |" % transit_mount in markdown
     assert "v1: 300, v2: 100" in markdown
+    assert "| beta | %s | 2 | none - IRREVERSIBLE (trim_without_backup) |" % transit_mount in markdown
     assert "changed=0" not in first.stdout
 
     # Same schedule a moment later: nothing is due, nothing changes, report says so.
