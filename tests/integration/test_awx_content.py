@@ -100,7 +100,7 @@ def test_setup_playbook_options_are_awx_awx_options():
             assert task.get("no_log") is True, task["name"]
 
 
-def test_schedules_are_weekly_and_daily():
+def test_schedules_are_weekly_and_daily():  # and the snapshot job's daily
     with open(SETUP) as handle:
         (play,) = yaml.safe_load(handle)
     variables = play["vars"]
@@ -115,10 +115,26 @@ def test_schedules_are_weekly_and_daily():
 
     assert next_runs("keyops_awx_weekly_rrule") == [datetime.timedelta(days=7)] * 2
     assert next_runs("keyops_awx_daily_rrule") == [datetime.timedelta(days=1)] * 2
+    assert next_runs("keyops_awx_snapshot_rrule") == [datetime.timedelta(days=1)] * 2
     templates = dict((task[module]["name"], task[module]) for task, module in awx_tasks()
                      if module == "awx.awx.job_template")
     schedules = [task[module] for task, module in awx_tasks() if module == "awx.awx.schedule"]
     assert {schedule["unified_job_template"] for schedule in schedules} == set(templates)
+    assert sorted(template["playbook"] for template in templates.values()) == [
+        "playbooks/rotate_keys.yml", "playbooks/rotate_keys.yml", "playbooks/vault_snapshot.yml"]
     for template in templates.values():
-        assert template["playbook"] == "playbooks/rotate_keys.yml"
         assert os.path.exists(os.path.join(ROOT, template["playbook"]))
+
+
+def test_snapshot_job_passes_what_the_snapshot_playbook_reads():
+    templates = dict((task[module]["name"], task[module]) for task, module in awx_tasks()
+                     if module == "awx.awx.job_template")
+    job = templates["keyops vault raft snapshot"]
+    with open(os.path.join(ROOT, job["playbook"])) as handle:
+        text = handle.read()
+    (play,) = yaml.safe_load(text)
+    assert set(job["extra_vars"]) <= set(re.findall(r"\b(vault_snapshot_[a-z_]+)\b", text))
+    assert play["hosts"].startswith("{{ vault_snapshot_hosts")
+    # its own least-privilege AppRole, never the rotation's, and a host that keeps the file (not the EE)
+    assert job["credentials"] == ["keyops Vault (snapshot AppRole)"] and job["limit"] == job["extra_vars"][
+        "vault_snapshot_hosts"]

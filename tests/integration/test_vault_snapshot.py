@@ -17,7 +17,7 @@ import pytest
 from lab import _process
 from lab.openbao import OpenBaoRaftServer
 
-from _ansible import play, run_playbook
+from _ansible import ROOT, ansible_playbook, play, run_playbook
 
 MODULE = "keyops.lifecycle.vault_raft_snapshot"
 
@@ -192,6 +192,18 @@ def test_save_from_the_active_node_retain_check_mode_and_refusals(source, tmp_pa
     assert "not raft" in result.task("not raft storage")["msg"]
     assert "does not exist" in result.task("restore a missing file")["msg"]
     assert source.root_token not in result.output and limited not in result.output
+
+    # The daily job: playbooks/vault_snapshot.yml with the connection from VAULT_*, pointed at a standby.
+    daily = tmp_path / "daily"
+    inventory = tmp_path / "hosts"
+    inventory.write_text("localhost ansible_connection=local\n")
+    job = ansible_playbook(os.path.join(ROOT, "playbooks", "vault_snapshot.yml"), tmp_path / "daily.jsonl",
+                           env={"VAULT_ADDR": standby, "VAULT_TOKEN": source.root_token},
+                           args=["-e", "vault_snapshot_dir=%s" % daily, "-e", "vault_snapshot_retain=1"], inventory=str(inventory),
+                           expect_rc=0)
+    taken = job.task("Snapshot from the active node, keep the newest ones")
+    assert taken["node"] == leader and snapshot_files(daily) == [os.path.basename(taken["path"])]
+    assert source.root_token not in job.output
 
 
 def test_restore_drill_into_a_fresh_cluster_and_on_the_same_cluster(source, tmp_path_factory, tmp_path):
