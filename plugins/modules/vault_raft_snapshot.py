@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 module: vault_raft_snapshot
 short_description: Save, retain and restore raft snapshots of a Vault/OpenBao cluster
-version_added: 0.2.0
+version_added: 1.1.0
 description:
   - O(state=saved) streams C(GET sys/storage/raft/snapshot) from the B(active) node to a 0600 file (temporary twin,
     fsync, rename, directory fsync), computing its sha256 while streaming, and writes a sidecar C(<file>.json)
