@@ -32,7 +32,7 @@ description:
     Afterwards B(every node is sealed) and only the snapshot cluster's B(ORIGINAL) unseal keys open it; the
     result says so (RV(sealed), RV(msg)) - that is the expected outcome, not a failure. Until the first election
     among the restored nodes (about 20 s on three nodes) they forward requests to the snapshot's cluster when it
-    is reachable: wait for C(sys/leader) C(is_self) on one of this cluster's nodes before sending clients.
+    is reachable, so wait for C(sys/leader) C(is_self) on one of this cluster's nodes before sending clients.
   - Snapshots are the server's whole storage (encrypted by the barrier). Treat them as secrets - they are written
     0600 in 0700 directories and their contents are never returned or logged.
 extends_documentation_fragment:
