@@ -174,18 +174,26 @@ EXAMPLES = r"""
         min_decryption_version: 3
         oldest_version_in_use: "{{ rewrap.oldest_version_in_use }}"
 
-    - name: Trim versions below 3, after writing a backup GPG-encrypted to the operators' key
+    - name: A key whose versions can be backed up (exportable and allow_plaintext_backup are one-way)
       keyops.lifecycle.vault_transit_key:
-        name: kasten
-        min_encryption_version: 3
-        min_available_version: 3
-        backup_path: /var/backups/transit/
-        backup_gpg_key_file: /etc/keyops/backup-pubkey.asc
+        name: ledger
+        exportable: true
+        allow_plaintext_backup: true
+        rotate: true
+
+    - name: Trim versions below 2, writing a 0600 backup first (add backup_gpg_key_file to encrypt it)
+      keyops.lifecycle.vault_transit_key:
+        name: ledger
+        min_decryption_version: 2
+        oldest_version_in_use: 2
+        min_encryption_version: 2
+        min_available_version: 2
+        backup_path: /var/lib/app/transit-backups/
       register: trimmed   # trimmed.backup.path, .sha256, .first_version, .last_version
 
-    - name: Undo the trim (decrypting with the private key in GNUPGHOME)
+    - name: Undo the trim (a .gpg backup is decrypted with the private key in GNUPGHOME)
       keyops.lifecycle.vault_transit_key:
-        name: kasten
+        name: ledger
         state: restored
         backup_file: "{{ trimmed.backup.path }}"
         force: true
