@@ -97,7 +97,7 @@ options:
       - Directory (existing, or ending in C(/); created 0700) or file to write a backup of the key to before a trim
         or delete. In a directory the file is named C(<mount>.<name>.v<first>-v<last>.<UTC time>.transit-backup)
         (C(.gpg) added when encrypted).
-      - The file holds the key material of every version: it is written 0600 through a temporary file and a rename,
+      - The file holds the key material of every version, so it is written 0600 through a temporary file and a rename,
         never logged and never returned (the task returns RV(backup.path), RV(backup.sha256) and the versions).
       - It is the blob Vault returned, so C(bao write <mount>/restore/<name> backup=@FILE) restores it too.
       - Only used when the key allows backups (C(exportable) and C(allow_plaintext_backup) true).
