@@ -146,7 +146,7 @@ CONSUMER_TYPES = dict((row.name, row) for row in (
                                        choices=["base64", "text"]),
             "where": option("SQL condition selecting the rows to handle, for example V(deleted_at IS NULL)."),
             "host": option("Inventory host that connects to the database (default the host running the role)."),
-            "hosts": option("Inventory hosts that share the table by primary key ranges (overrides O(host)).",
+            "hosts": option("Inventory hosts that share the table by primary key ranges (instead of one C(host)).",
                             type="list", elements="str"),
         }),
 ))

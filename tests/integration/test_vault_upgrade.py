@@ -15,6 +15,7 @@ import hvac
 
 from lab import install as lab_install
 from lab.openbao import bao_binary, versioned_binary
+from lab.tls import make_ca_and_server_cert
 
 from _ansible import ROOT, ansible_playbook
 
@@ -71,7 +72,9 @@ def test_rolling_upgrade_261_to_current_with_preflight_snapshot_and_downgrade_re
         # Kubernetes auth for another cluster with no reviewer JWT: Vault would review logins with its own
         # service-account token - the break the preflight exists to find.
         leader.sys.enable_auth_method("kubernetes", path="kubernetes")
-        leader.write("auth/kubernetes/config", kubernetes_host="https://127.0.0.1:6443")
+        ca_path = make_ca_and_server_cert(str(tmp_path / "k8s-ca"))["ca"]
+        leader.write("auth/kubernetes/config", kubernetes_host="https://127.0.0.1:6443",
+                     kubernetes_ca_cert=open(ca_path).read())
 
         # (a) the preflight stops the job before any restart
         before = started(hosts)
