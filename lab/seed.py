@@ -74,9 +74,8 @@ def seed_transit(directory, address, token, mount="transit", keys=None, rotate_o
         pass  # already mounted
     rotation_keys = []
     for name, (per_version, field) in keys.items():
-        vault.adapter.request("POST", "/v1/%s/keys/%s" % (mount, name), json={"exportable": True,
-                                                                               "allow_plaintext_backup": True}
-                              if name in backupable else {})
+        settings = {"exportable": True, "allow_plaintext_backup": True} if name in backupable else {}
+        vault.adapter.request("POST", "/v1/%s/keys/%s" % (mount, name), json=settings)
         ciphertexts = []
         for index, count in enumerate(per_version):
             if index:

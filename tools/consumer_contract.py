@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Write what is derived from the consumer contract (plugins/module_utils/_consumers.py).
 
 * roles/transit_rotation/meta/argument_specs.yml: the ``consumers`` sub-options and their ``required_if``;

@@ -8,7 +8,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import os
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _atomic
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import VaultModuleError

@@ -387,8 +387,9 @@ class DatabaseRewrapper:
         user = self.parsed.username or "(default user)"
         if kind == "auth":
             return ("the database at %s rejected the credentials of user %r: check the `database_password` option, the "
-                    "password in `database_url`, %s: %s" % (where, user, "PGPASSWORD/PGPASSFILE" if self.parsed.dialect ==
-                                                   "postgresql" else "MYSQL_PWD", message))
+                    "password in `database_url`, %s: %s" % (
+                        where, user, "PGPASSWORD/PGPASSFILE" if self.parsed.dialect == "postgresql" else "MYSQL_PWD",
+                        message))
         if kind == "database":
             return "database %r does not exist on %s, or the user may not use it: %s" % (
                 self.parsed.database, where, message)
@@ -428,8 +429,8 @@ class DatabaseRewrapper:
             except sqlalchemy.exc.NoSuchTableError:
                 raise
             except sqlalchemy.exc.SQLAlchemyError as exc:
-                raise DatabaseModuleError("database error on %s (%s): %s" % (self.masked_url, doing,
-                                                                              exc.__class__.__name__))
+                raise DatabaseModuleError("database error on %s (%s): %s"
+                                          % (self.masked_url, doing, exc.__class__.__name__))
 
         kwargs = {"sleep": self._sleep} if self._sleep else {}
         return with_retries(once, self.retries, **kwargs)

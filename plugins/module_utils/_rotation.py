@@ -22,7 +22,6 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._consumers import
     CONSUMER_TYPES, ConsumerInputError, check_consumer, public_args)
 
 
-
 class RotationInputError(ValueError):
     pass
 
@@ -299,9 +298,9 @@ def report_markdown(entries):
         for key in trims:
             backup = key["trim"]["backup"]
             if backup:
-                where = "`%s` (v%s-v%s%s, sha256 %s)" % (backup["path"], backup["first_version"], backup["last_version"],
-                                                        ", GPG-encrypted" if backup.get("encrypted") else "",
-                                                        backup["sha256"] or "- (check mode)")
+                where = "`%s` (v%s-v%s%s, sha256 %s)" % (
+                    backup["path"], backup["first_version"], backup["last_version"],
+                    ", GPG-encrypted" if backup.get("encrypted") else "", backup["sha256"] or "- (check mode)")
             else:
                 where = "none - IRREVERSIBLE (trim_without_backup)"
             lines.append("| %s | %s | %s | %s |" % (key["name"], key["mount"], key["trim"]["below"], where))

@@ -66,8 +66,8 @@ def backup_file_name(mount, name, summary, now, encrypted=False):
     """``<mount>.<name>.v<first>-v<latest>.<UTC time>.transit-backup[.gpg]`` (pure)."""
     stamp = now.astimezone(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     safe_mount = mount.strip("/").replace("/", "_")
-    return "%s.%s.v%d-v%d.%s.transit-backup%s" % (safe_mount, name, summary["first_version"],
-                                                 summary["latest_version"], stamp, ".gpg" if encrypted else "")
+    return "%s.%s.v%d-v%d.%s.transit-backup%s" % (
+        safe_mount, name, summary["first_version"], summary["latest_version"], stamp, ".gpg" if encrypted else "")
 
 
 def backup_target(backup_path, mount, name, summary, now, encrypted=False):

@@ -22,8 +22,7 @@ import time
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError, run_module
-from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import (  # noqa: F401 (backoff_delays re-exported)
-    Retry, backoff_delays, with_retries)
+from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import Retry, with_retries
 
 try:
     import hvac
@@ -386,7 +385,7 @@ def _never_sent(exc):
 
 def _origin(url):
     """``scheme://host:port`` of a URL (lower case), the part that names a server."""
-    scheme, _, rest = (url or "").partition("://")
+    scheme, _separator, rest = (url or "").partition("://")
     return (scheme + "://" + rest.split("/", 1)[0]).lower()
 
 

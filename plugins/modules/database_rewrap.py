@@ -312,9 +312,9 @@ def main():
         context_encoding=dict(type="str", default="base64", choices=["base64", "text"]),
         where=dict(type="str"),
         batch_size=dict(type="int", default=400),
-        max_passes=dict(type="int", default=3),
-        primary_key_range=dict(type="dict", no_log=False, options=dict(after=dict(type="raw"),
-                                                                      up_to=dict(type="raw"))),
+        max_passes=dict(type="int", default=3, no_log=False),
+        primary_key_range=dict(type="dict", no_log=False,
+                               options=dict(after=dict(type="raw"), up_to=dict(type="raw"))),
         plan_ranges=dict(type="int"),
         fail_on_malformed=dict(type="bool", default=True),
     )

@@ -283,7 +283,7 @@ class Application:
 
     def _update_rows(self, connection, pending):
         table = self.job.table.table
-        for _ in range(5):
+        for _update in range(5):
             ident = self.rng.randrange(0, self.job.row_count)
             value = "app-%d-%d" % (ident, len(self.updated) + len(pending["updated"]))
             _process.register_secret("plaintext", value)

@@ -139,8 +139,8 @@ def test_ranges_cover_every_key_exactly_once(total, parts):
 
 
 def test_ranges_inside_a_given_range_and_empty_tables():
-    assert d.ranges_from_boundaries([20], 2, after=10, up_to=30) == [{"after": 10, "up_to": 20},
-                                                                      {"after": 20, "up_to": 30}]
+    assert d.ranges_from_boundaries([20], 2, after=10, up_to=30) == [
+        {"after": 10, "up_to": 20}, {"after": 20, "up_to": 30}]
     assert d.ranges_from_boundaries([], 3) == [{"after": None, "up_to": None}]
     assert d.ranges_from_boundaries([], 2, after=5) == [{"after": 5, "up_to": 5}, {"after": 5, "up_to": None}]
 

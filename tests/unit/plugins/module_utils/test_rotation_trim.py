@@ -10,6 +10,7 @@ def backupable(name, latest):
     step["key"].update(exportable=True, allow_plaintext_backup=True)
     return step
 
+
 KEYS = [{"name": "safe", "trim": True, "consumers": [{"type": "file", "path": "/s"}]},
         {"name": "ack", "trim": True, "trim_without_backup": True, "consumers": [{"type": "file", "path": "/a"}]},
         {"name": "bare", "trim": True, "consumers": [{"type": "file", "path": "/b"}]}]

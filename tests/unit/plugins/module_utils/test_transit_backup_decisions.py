@@ -43,7 +43,7 @@ def desired(**options):
 
 def test_a_trim_of_a_backupable_key_is_preceded_by_a_backup():
     settings = BackupSettings("/backups/")
-    ops, _ = plan_transit_key(key(), desired(min_available_version=3), NOW, settings)
+    ops, _result = plan_transit_key(key(), desired(min_available_version=3), NOW, settings)
     assert [op[0] for op in ops] == ["backup", "trim"]
     assert ops[0][2] == "backed up versions 1-3 before the trim"
 
@@ -53,19 +53,19 @@ def test_without_a_backup_the_trim_needs_the_acknowledgement():
         plan_transit_key(key(backup=False), desired(min_available_version=3), NOW, BackupSettings("/b/"))
     with pytest.raises(TransitBackupError, match="the key allows backups, so give backup_path"):
         plan_transit_key(key(), desired(min_available_version=3), NOW, BackupSettings())
-    ops, _ = plan_transit_key(key(backup=False), desired(min_available_version=3, irreversible_ok=True), NOW)
+    ops, _result = plan_transit_key(key(backup=False), desired(min_available_version=3, irreversible_ok=True), NOW)
     assert [op[0] for op in ops] == ["trim"]
 
 
 def test_delete_is_guarded_the_same_way():
     with pytest.raises(TransitBackupError, match="refusing to delete transit key 'k'"):
         plan_transit_key(key(backup=False), desired(state="absent"), NOW, BackupSettings("/b/"))
-    ops, _ = plan_transit_key(key(), desired(state="absent"), NOW, BackupSettings("/b/"))
+    ops, _result = plan_transit_key(key(), desired(state="absent"), NOW, BackupSettings("/b/"))
     assert [op[0] for op in ops] == ["backup", "delete"]
 
 
 def test_exportable_in_the_same_task_makes_the_backup_possible():
-    ops, _ = plan_transit_key(key(backup=False), desired(min_available_version=3, exportable=True,
+    ops, _result = plan_transit_key(key(backup=False), desired(min_available_version=3, exportable=True,
                                                          allow_plaintext_backup=True), NOW, BackupSettings("/b/"))
     assert [op[0] for op in ops] == ["config", "backup", "trim"]
 

@@ -3,13 +3,12 @@
 import pytest
 import requests
 
-from ansible_collections.keyops.lifecycle.plugins.module_utils import _vault
+from ansible_collections.keyops.lifecycle.plugins.module_utils import _retry, _vault
 from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
     VaultConnection,
     VaultModuleError,
     VaultMountMissingError,
     VaultSealedError,
-    backoff_delays,
     explain_failure,
 )
 
@@ -52,8 +51,8 @@ def connection(answers, retries=3):
 
 
 def test_backoff_is_exponential_and_capped():
-    assert backoff_delays(5, first=0.5, cap=4) == [0.5, 1.0, 2.0, 4, 4]
-    assert backoff_delays(0) == []
+    assert _retry.backoff_delays(5, first=0.5, cap=4) == [0.5, 1.0, 2.0, 4, 4]
+    assert _retry.backoff_delays(0) == []
 
 
 @pytest.mark.parametrize("status", [412, 429, 500, 502, 503, 504])
