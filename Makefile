@@ -57,7 +57,8 @@ lint: venv collection
 sanity: venv system-deps
 	rm -rf $(SANITY_TREE) && mkdir -p $(SANITY_TREE)
 	tar --exclude=./.venv --exclude=./build --exclude=./.git --exclude=./.lab --exclude=./tests/output \
-	    --exclude='*.tar.gz' --exclude=./rotation-reports -cf - . | tar -xf - -C $(SANITY_TREE)
+	    --exclude='*.tar.gz' --exclude=./rotation-reports --exclude=./upgrade-reports \
+	    --exclude=./transit-backups --exclude=./secrets -cf - . | tar -xf - -C $(SANITY_TREE)
 	# ansible-test lists the files to check with git.
 	cd $(SANITY_TREE) && git init -q && git add -A
 	HOME=$(TEST_HOME) $(BIN)/python tools/sanity_pip_bootstrap.py

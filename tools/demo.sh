@@ -61,7 +61,7 @@ grep -A2 "PLAY RECAP" "$demo_dir/k10-setup.log"
 kubectl --context lab-source get passkeys.vault.kio.kasten.io -o 'custom-columns=NAME:.metadata.name,INUSE:.status.inuse,VERSION:.metadata.annotations.keyops\.io/transit-key-version'
 run() {
   ansible-playbook -i "$demo_dir/hosts.ini" "$(playbook rotate_keys)" -e "@$vars_file" \
-    -e "rotation_report_dir=$demo_dir/reports" "$@" > "$demo_dir/run.log" 2>&1 || { cat "$demo_dir/run.log"; exit 1; }
+    -e "rotation_report_dir=$demo_dir/reports" -e "transit_rotation_backup_dir=$demo_dir/transit-backups" "$@" > "$demo_dir/run.log" 2>&1 || { cat "$demo_dir/run.log"; exit 1; }
   grep -A2 "PLAY RECAP" "$demo_dir/run.log"
   echo; cat "$demo_dir/reports/rotation-report.md"; echo
 }
