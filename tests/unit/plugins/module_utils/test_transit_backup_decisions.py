@@ -65,8 +65,8 @@ def test_delete_is_guarded_the_same_way():
 
 
 def test_exportable_in_the_same_task_makes_the_backup_possible():
-    ops, _result = plan_transit_key(key(backup=False), desired(min_available_version=3, exportable=True,
-                                                         allow_plaintext_backup=True), NOW, BackupSettings("/b/"))
+    wanted = desired(min_available_version=3, exportable=True, allow_plaintext_backup=True)
+    ops, _result = plan_transit_key(key(backup=False), wanted, NOW, BackupSettings("/b/"))
     assert [op[0] for op in ops] == ["config", "backup", "trim"]
 
 
