@@ -379,7 +379,7 @@ def test_a_table_split_between_hosts_is_handled_once_per_row(vault, transit_moun
 
 
 # Task starts of one run of rotate_keys.yml with a file and a database consumer (test_boundary_count).
-BOUNDARIES = 21
+BOUNDARIES = 22
 
 
 def _crash_job(vault, transit_mount, tmp_path, database):

@@ -14,7 +14,7 @@ from rotation_helpers import Rotation
 # rotation are the task starts of rotate_keys.yml.
 KEYS = {"crash": ([150, 100], "secret")}
 # Task starts in one run of rotate_keys.yml for KEYS (checked by test_boundary_count).
-BOUNDARIES = 16
+BOUNDARIES = 17
 
 
 def crash_and_resume(rotation, **crash):
