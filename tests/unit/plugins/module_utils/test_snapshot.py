@@ -28,7 +28,7 @@ def snapshot_bytes(members=("meta.json", "state.bin", "SHA256SUMS", "SHA256SUMS.
             info = tarfile.TarInfo(name)
             info.size = len(content[name])
             archive.addfile(info, io.BytesIO(content[name]))
-    data = gzip.compress(raw.getvalue())
+    data = gzip.compress(raw.getvalue(), mtime=0)  # deterministic: test ids must match on every xdist worker
     return data[:-truncate] if truncate else data
 
 
@@ -85,8 +85,8 @@ def test_a_complete_snapshot_gives_its_raft_index_and_term():
     (snapshot_bytes(truncate=4), "not a complete raft snapshot"),
     (b'{"errors":["permission denied"]}', "not a complete raft snapshot"),
     (b"", "not a complete raft snapshot"),
-    (gzip.compress(b"not a tar at all" * 100), "not a complete raft snapshot"),
-])
+    (gzip.compress(b"not a tar at all" * 100, mtime=0), "not a complete raft snapshot"),
+], ids=["no-sealed-sums", "bad-sum", "truncated-30", "truncated-4", "json-error", "empty", "not-a-tar"])
 def test_incomplete_or_corrupt_snapshots_are_refused(data, message):
     with pytest.raises(SnapshotError, match=message):
         _snapshot.inspect_snapshot(io.BytesIO(data))
