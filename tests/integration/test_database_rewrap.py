@@ -254,11 +254,13 @@ def test_malformed_null_and_wrong_key_reported_by_primary_key(db, ansible, vault
     client, table, values = seeded(db, vault, transit_mount, [200, 10])
     make_key(vault, transit_mount, "other")
     foreign = encrypt(client, transit_mount, "other", ["foreign-value"])[0]
-    db.execute("UPDATE %s SET secret = 'a-plaintext-secret' WHERE id = 5" % table,
+    # A plaintext left in the column by mistake: random, so the secret scan finds it only where it leaked.
+    plaintext = "a-plaintext-secret-%s" % uuid.uuid4().hex
+    _process.register_secret("plaintext", plaintext)
+    db.execute("UPDATE %s SET secret = '%s' WHERE id = 5" % (table, plaintext),
                "UPDATE %s SET secret = NULL WHERE id IN (6, 7)" % table,
                "UPDATE %s SET secret = '%s' WHERE id = 8" % (table, foreign),
                "UPDATE %s SET secret = 'VAULT:V1:abc' WHERE id = 9" % table)
-    _process.register_secret("plaintext", "a-plaintext-secret")
 
     check = ansible([task(db, transit_mount, table)], check=True)
     result = check.task("rewrap")
@@ -277,7 +279,7 @@ def test_malformed_null_and_wrong_key_reported_by_primary_key(db, ansible, vault
     # Everything else was rewrapped; the foreign row stays where it was.
     assert result["rewrapped"] == 195 and result["census_after"] == {"1": 1, "2": 205}
     assert result["oldest_version_in_use"] == 1
-    assert "a-plaintext-secret" not in run.output
+    assert plaintext not in run.output
 
     # fail_on_malformed=false: the malformed rows are only reported (the foreign row still fails).
     db.execute("UPDATE %s SET secret = NULL WHERE id = 8" % table)
