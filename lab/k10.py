@@ -19,7 +19,7 @@ What it does, as K10's crypto and export/import services do:
   migration epochs.  Collections are written to the lab object store sealed with ChaCha20-Poly1305 under a
   key derived (HKDF) from the primary key and the epoch.  An import policy (action ``import``) opens them with
   ``importParameters.receiveString``.  ``RunAction`` (``actions.kio.kasten.io/v1alpha1``) runs a policy: its
-  ``status.state`` goes ``Running`` then ``Complete`` or ``Failed`` (``status.error`` is seed 000's nested
+  ``status.state`` goes ``Running`` then ``Complete`` or ``Failed`` (``status.error`` is the K10 migration-string failure's nested
   chain ending in ``chacha20poly1305: message authentication failed``).
 * **Operations** (``POST /lab/k10/<op>``, admin token): ``upgrade`` (new migration epoch: the export
   policies' strings change), ``reinstall`` (``no_dr``: new primary key; older collections can never be opened

@@ -1,4 +1,4 @@
-"""The race of seed 002, measured: token issuers and validators on N nodes while rotations run.
+"""The race of the keystone rsync race, measured: token issuers and validators on N nodes while rotations run.
 
 Runs with the Python of keystone's own venv (``build/keystone-venv``, see lab/keystone.py), because the
 validators load keys with keystone's own code (``keystone.common.fernet_utils.FernetUtils.load_keys``,
@@ -115,7 +115,7 @@ def rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds):
 
 
 def rotate_baseline(nodes, max_active_keys):
-    """Seed 002 as deployed: keystone's rotation on one node, then rsync --delete to the others."""
+    """the keystone rsync race as deployed: keystone's rotation on one node, then rsync --delete to the others."""
     fernet_utils.FernetUtils(nodes[0], max_active_keys, "fernet_tokens").rotate_keys()
     for path in nodes[1:]:
         subprocess.run(["rsync", "-a", "--delete", nodes[0] + "/", path + "/"], check=True)

@@ -2,7 +2,7 @@
 # `make demo`: install a real OpenBao (raft storage, real init and unseal) with playbooks/vault_install.yml,
 # start the lab Kubernetes clusters with the K10 emulator and protect K10's primary key with a Vault passkey
 # (playbooks/k10_vault_setup.yml), start PostgreSQL, seed keys, consumer files and a table, run rotate_keys.yml twice (K10 is one of the
-# consumers; the second run must change nothing), check K10 still decrypts its primary key, then the seed-000
+# consumers; the second run must change nothing), check K10 still decrypts its primary key, then the the K10 migration-string failure
 # migration (K10 upgraded on the source -> playbooks/k10_migrate.yml), and stop everything.
 #
 # DEMO_COLLECTIONS_PATH=<dir>: run the playbooks of the collection installed there (ansible-playbook
@@ -75,7 +75,7 @@ kubectl --context lab-source get passkeys.vault.kio.kasten.io -o 'custom-columns
 python -m lab k10 check --context lab-source | tee "$demo_dir/k10-check.json"
 grep -q '"unlocked"' "$demo_dir/k10-check.json" || { echo "demo: K10 cannot decrypt its primary key" >&2; exit 1; }
 
-echo "== seed 000: K10 upgraded on the source changes its migration string; the destination's import policy is stale"
+echo "== the K10 migration-string failure: K10 upgraded on the source changes its migration string; the destination's import policy is stale"
 python -m lab k10 upgrade --context lab-source >/dev/null
 python -m lab k10 export --context lab-source >/dev/null
 cat > "$demo_dir/pairs.yml" <<'PAIRS'

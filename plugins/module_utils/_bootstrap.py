@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: keyops.lifecycle contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Mounts, policies and tokens: the Vault side of seed 001's setup, as plan (pure) + apply (I/O)."""
+"""Mounts, policies and tokens: the Vault side of the K10 transit-key rotation's setup, as plan (pure) + apply (I/O)."""
 
 from __future__ import absolute_import, division, print_function
 

@@ -4,7 +4,7 @@
 """Kasten K10 passkeys and migration strings (private).
 
 The pure functions decide (what a passkey's status means, whether a delete is safe, what to patch, which
-of seed 000's two failure cases an import hit); :class:`K10` does the API calls through ``_k8s``.
+of the K10 migration-string failure's two failure cases an import hit); :class:`K10` does the API calls through ``_k8s``.
 Both passkey status shapes are understood: 7.x (``status.inuse``, one passkey in use) and 8.x
 (``status.valid``, every passkey that decrypts the primary key).
 """
@@ -204,7 +204,7 @@ def flatten_error(error):
 
 
 def classify_failure(message, string_was_current):
-    """Which of seed 000's cases an import failure is: ``stale_string``, ``source_reinstalled`` or ``other``.
+    """Which of the K10 migration-string failure's cases an import failure is: ``stale_string``, ``source_reinstalled`` or ``other``.
 
     ``string_was_current``: the import ran with the source's current migration string (None: unknown, the
     string was given directly rather than read from the source).
@@ -410,7 +410,7 @@ class MigrationRunner:
                                " new, from %s" % source_name if source_name else " new") if changed_string
                                else HIDDEN}}}
         if changed_string and source_name:
-            result["diagnosis"] = ("the import policy held a stale migration string (seed 000's first case); it now "
+            result["diagnosis"] = ("the import policy held a stale migration string (the K10 migration-string failure's first case); it now "
                                    "holds the current one of %s" % source_name)
         if changed_string and not self.check_mode:
             try:
@@ -483,7 +483,7 @@ def rotated_passkey_name(prefix, version):
 
 
 def rotate_passkeys(k10, params, check_mode, wait_for):
-    """Step 2 of seed 001 for K10: a passkey at the latest version, in use, then the older ones deleted."""
+    """Step 2 of the K10 transit-key rotation for K10: a passkey at the latest version, in use, then the older ones deleted."""
     key_name, path, version = params["vault_transit_key_name"], params["vault_transit_path"], params["key_version"]
     before, _min_before, _error = vault_passkey_census(k10.passkeys(), key_name, path)
     new_name = rotated_passkey_name(params["passkey_prefix"], version)

@@ -2,7 +2,7 @@
 # Copyright: keyops.lifecycle contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Vault/OpenBao Kubernetes auth: mount config and roles (plan pure, apply through VaultConnection), and the
-seed-003 risk assessment the upgrade preflight uses (private)."""
+the cross-cluster Kubernetes auth break risk assessment the upgrade preflight uses (private)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -109,7 +109,7 @@ def plan_role(current, params):
     return dict(desired), desired
 
 
-# ------------------------------------------------------------------ seed 003: does a login depend on the fallback?
+# ------------------------------------------------------------------ the cross-cluster Kubernetes auth break: does a login depend on the fallback?
 def assess(config, vault_cluster_host=None, reviewer_jwt_expires_in=None, soon_seconds=7 * 86400):
     """Risk of one kubernetes auth mount: ``(status, reasons, fix)`` with status ``ok`` or ``at risk``.
 

@@ -12,7 +12,7 @@ module: k10_passkey_rotate
 short_description: Move K10 to a passkey made with the latest version of its Vault transit key
 version_added: 0.2.0
 description:
-  - Step 2 of the three-step rotation of seed 001 for Kasten K10 (what the C(k10_passkey) consumer type of the
+  - Step 2 of the three-step rotation of the K10 transit-key rotation for Kasten K10 (what the C(k10_passkey) consumer type of the
     transit_rotation role runs). Creates C(<passkey_prefix>-v<key_version>) with C(usenow), waits until K10
     uses it, then deletes the other passkeys of the same transit key (never the one in use or the last valid one).
   - Returns the census the rotation needs before raising C(min_decryption_version) - the transit key versions

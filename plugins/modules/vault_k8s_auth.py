@@ -16,7 +16,7 @@ description:
   - Vault never returns the reviewer JWT; the diff shows only whether one is set (Vault's C(token_reviewer_jwt_set)).
     A reviewer JWT is written when none is set yet, or always with O(update_token_reviewer_jwt=true).
   - Without a reviewer JWT and with O(disable_local_ca_jwt=false), Vault reviews logins with its own local
-    service-account token, which only the cluster Vault runs in accepts (seed 003). Prefer
+    service-account token, which only the cluster Vault runs in accepts (the cross-cluster Kubernetes auth break). Prefer
     O(disable_local_ca_jwt=true) for a cluster Vault does not run in; the upgrade preflight flags the risk.
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection

@@ -12,7 +12,7 @@ module: vault_k8s_auth_info
 short_description: Read every Kubernetes auth mount and say whether its logins depend on the reviewer-JWT fallback
 version_added: 0.4.0
 description:
-  - For each C(kubernetes) auth mount, reads its config and decides (seed 003) whether a login depends on Vault's
+  - For each C(kubernetes) auth mount, reads its config and decides (the cross-cluster Kubernetes auth break) whether a login depends on Vault's
     own service-account token being accepted by the mount's cluster - no C(token_reviewer_jwt), C(disable_local_ca_jwt)
     false, and Vault not running in that cluster (O(vault_cluster_host)). Such a mount is V(at risk) - it breaks as
     soon as Vault runs elsewhere or after an upgrade that switched to the local token - and the exact fix is given.

@@ -37,7 +37,7 @@ author:
 """
 
 EXAMPLES = r"""
-- name: Least privilege for K10 (seed 001)
+- name: Least privilege for K10 (the K10 transit-key rotation)
   keyops.lifecycle.vault_policy:
     name: kasten
     policy: |

@@ -108,7 +108,7 @@ def test_a_job_without_credentials_fails_clearly(tmp_path, job_env):
 
 
 def test_job_with_the_vault_kubernetes_role_credential(ansible, tmp_path, job_env, clusters):
-    """The job logs in to OpenBao with Kubernetes auth (seed 003's setup: OpenBao in blue, the job's
+    """The job logs in to OpenBao with Kubernetes auth (the cross-cluster Kubernetes auth break's setup: OpenBao in blue, the job's
     service account in green), the JWT injected as a file by the credential type."""
     with vault_in(clusters, "green", tmp_path) as server:
         admin = VaultAt(server.address, server.token)

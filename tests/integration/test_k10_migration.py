@@ -1,4 +1,4 @@
-"""Seed 000 end to end: K10 upgrade on the source -> imports fail with chacha20poly1305 -> k10_migration fixes it;
+"""the K10 migration-string failure end to end: K10 upgrade on the source -> imports fail with chacha20poly1305 -> k10_migration fixes it;
 and the reinstall-without-DR case, reported as what it is."""
 
 import time
@@ -60,7 +60,7 @@ def test_stale_migration_string_after_source_upgrade(ansible, k10):
     assert new != old and receive_string(k10, "destination", IMPORT_POLICY, "import") == old
     k10.operation("source", "export", {"policy": EXPORT_POLICY})
     failed = run_import_directly(k10, "after-upgrade")
-    # Seed 000's error chain, nested as K10 reports it.
+    # the K10 migration-string failure's error chain, nested as K10 reports it.
     assert failed["state"] == "Failed" and failed["error"]["message"] == "Job failed to be executed"
     root = failed["error"]["cause"]["cause"]["cause"]
     assert root["message"] == "chacha20poly1305: message authentication failed"

@@ -1,4 +1,4 @@
-"""Seed 001 with K10: k10_vault_setup, then rotate_keys.yml with the k10_passkey and k8s_secret consumers.
+"""the K10 transit-key rotation with K10: k10_vault_setup, then rotate_keys.yml with the k10_passkey and k8s_secret consumers.
 
 The emulator must still unlock its primary key afterwards; the wrong order (min_decryption_version raised
 before K10 switched passkeys) must break it; and the role must refuse that order when K10 cannot switch.

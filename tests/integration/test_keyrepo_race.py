@@ -1,4 +1,4 @@
-"""Seed 002 measured: 0 false rejections with the keyrepo protocol, and what rsync --delete does.
+"""the keystone rsync race measured: 0 false rejections with the keyrepo protocol, and what rsync --delete does.
 
 Validators use keystone's own key loader (re-read on every validation) in keystone's own venv.
 """

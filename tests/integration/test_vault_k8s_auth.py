@@ -1,4 +1,4 @@
-"""Seed 003 for real: OpenBao "in" cluster blue, applications in cluster green, Kubernetes auth between them.
+"""the cross-cluster Kubernetes auth break for real: OpenBao "in" cluster blue, applications in cluster green, Kubernetes auth between them.
 
 OpenBao runs in its own mount namespace where blue's service-account token and CA sit at the paths the
 kubernetes auth plugin reads (lab.openbao.in_pod); blue and green are two lab Kubernetes API servers.

@@ -1,4 +1,4 @@
-"""Kubernetes auth config/role planning and the seed-003 / seal assessments, without a server."""
+"""Kubernetes auth config/role planning and the the cross-cluster Kubernetes auth break / seal assessments, without a server."""
 
 import pytest
 
