@@ -7,20 +7,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _rotation
+from ansible_collections.keyops.lifecycle.plugins.plugin_utils._filters import reporting
 
 
-def _wrap(function):
-    def filter_function(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except _rotation.RotationInputError as exc:
-            raise AnsibleFilterError(str(exc))
-    filter_function.__name__ = function.__name__
-    filter_function.__doc__ = function.__doc__
-    return filter_function
+_wrap = reporting(_rotation.RotationInputError)
 
 
 class FilterModule(object):
