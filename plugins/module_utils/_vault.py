@@ -24,15 +24,22 @@ from ansible.module_utils.basic import env_fallback, missing_required_lib
 from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import KeyopsModuleError, run_module
 from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import Retry, with_retries
 
-try:
-    import hvac
-    import hvac.adapters
-    import hvac.exceptions
-    import requests
-except ImportError as _import_error:  # pragma: no cover - exercised by the sanity import test
-    HVAC_IMPORT_ERROR = _import_error
-else:
-    HVAC_IMPORT_ERROR = None
+# hvac and requests are imported by the first VaultConnection, not here: the collection's filters use this
+# module's pure helpers, and importing hvac costs ~0.1 s in every Ansible worker process that loads a filter.
+hvac = requests = None
+
+
+def _import_client_libraries():
+    global hvac, requests  # pylint: disable=global-statement
+    if hvac is None:
+        try:
+            import hvac as hvac_library  # pylint: disable=import-outside-toplevel
+            import hvac.adapters  # noqa: F401  pylint: disable=import-outside-toplevel
+            import hvac.exceptions  # noqa: F401  pylint: disable=import-outside-toplevel
+            import requests as requests_library  # pylint: disable=import-outside-toplevel
+        except ImportError as exc:
+            raise VaultModuleError(missing_required_lib("hvac"), exception=str(exc))
+        hvac, requests = hvac_library, requests_library
 
 DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
@@ -137,8 +144,7 @@ class VaultConnection:
                  secret_id=None, kubernetes_role=None, kubernetes_jwt_file=DEFAULT_JWT_FILE,
                  namespace=None, ca_cert=None, validate_certs=None, timeout=30, retries=3, sleep=time.sleep,
                  login=True, election_timeout=DEFAULT_ELECTION_TIMEOUT, clock=time.monotonic):
-        if HVAC_IMPORT_ERROR is not None:
-            raise VaultModuleError(missing_required_lib("hvac"), exception=str(HVAC_IMPORT_ERROR))
+        _import_client_libraries()
         if not url:
             raise VaultModuleError("no Vault address: set the `url` option or the VAULT_ADDR environment variable")
         if not url.startswith(("http://", "https://")):
