@@ -50,3 +50,28 @@ def record(name, **numbers):
     with open(path, "w") as handle:
         json.dump(results, handle, indent=2, sort_keys=True)
     print("\n%s: %s" % (name, json.dumps(numbers, sort_keys=True)))
+
+
+def alternated_pairs(baseline, ours, pairs=3):
+    """Time ``baseline()`` and ``ours()`` alternately ``pairs`` times (each call returns None or a number of
+    seconds to use instead of its wall time); returns both lists of seconds and the median of the per-pair ratios
+    ours/baseline.  Alternating spreads a noisy neighbour over both sides; the median drops the odd pair."""
+    seconds = {"baseline": [], "ours": []}
+    ratios = []
+    for _pair in range(pairs):
+        for name, function in (("baseline", baseline), ("ours", ours)):
+            elapsed, value = timed(function)
+            seconds[name].append(round(value if isinstance(value, (int, float)) else elapsed, 3))
+        ratios.append(seconds["ours"][-1] / seconds["baseline"][-1])
+    return seconds["baseline"], seconds["ours"], round(sorted(ratios)[len(ratios) // 2], 2)
+
+
+STRATEGIES = ("linear", "mitogen_linear")
+
+
+def strategy_env(strategy):
+    """ansible-playbook environment for ``strategy`` (the default linear one, or mitogen's)."""
+    if strategy == "linear":
+        return {}
+    from _ansible import mitogen_env  # pylint: disable=import-outside-toplevel
+    return mitogen_env()

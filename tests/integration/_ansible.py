@@ -128,3 +128,11 @@ def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosit
         args += ["-e", json.dumps(extra_vars)]
     return ansible_playbook(path, path.with_suffix(".jsonl"), env=env, args=args, inventory=inventory,
                             expect_rc=expect_rc, timeout=timeout)
+
+
+def mitogen_env():
+    """What makes ansible-playbook run under mitogen's linear strategy (the collection's supported fast path)."""
+    import ansible_mitogen  # pylint: disable=import-outside-toplevel
+
+    strategies = os.path.join(os.path.dirname(ansible_mitogen.__file__), "plugins", "strategy")
+    return {"ANSIBLE_STRATEGY_PLUGINS": strategies, "ANSIBLE_STRATEGY": "mitogen_linear"}
