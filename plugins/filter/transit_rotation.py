@@ -21,6 +21,7 @@ class FilterModule(object):
             "transit_rotation_records": _wrap(_rotation.records),
             "transit_rotation_shares": _wrap(_rotation.shares),
             "transit_rotation_latest": _wrap(_rotation.latest_version),
+            "transit_rotation_pending": _wrap(_rotation.pending),
             "transit_rotation_decide": _wrap(_rotation.decide),
             "transit_rotation_report": _wrap(_rotation.report),
         }

@@ -9,6 +9,7 @@ functions (exposed as filters) decide what the next task sends:
 * :func:`plan` - normalise the key list; the step-1 requests; consumers grouped by type.
 * :func:`records` - census records of one consumer type from its task file's results (see _consumers.py).
 * :func:`shares` - the work items of a consumer shared between hosts (primary key ranges).
+* :func:`pending` - after step 1, the keys with anything left for steps 2-4 (none on a run with nothing due).
 * :func:`decide` - per key, the oldest version still in use and how far min_decryption_version
   may go: never above that version, and not at all when a consumer could not be read/rewrapped.
 * :func:`report` - one report entry per key.
@@ -205,6 +206,25 @@ def _by_key(entries):
     return dict(((entry["mount"], entry["name"]), entry) for entry in entries or [])
 
 
+def pending(rotation_plan, step1_keys):
+    """The keys steps 2-4 have work for: rotated now, or with versions below the latest still decryptable,
+    or (with trim) destroyable.
+
+    A key whose min_decryption_version is already its latest version has nothing to re-encrypt: Vault decrypts no
+    older ciphertext, and encrypts only with versions at or above min_decryption_version, so no consumer can hold
+    an older one that still matters.  A run where no key is pending reads no consumer.
+    """
+    after_step1 = _by_key(step1_keys)
+    names = []
+    for key in rotation_plan["keys"]:
+        step1 = after_step1[(key["mount"], key["name"])]
+        state = step1["key"]
+        if (step1.get("changed") or state["min_decryption_version"] < state["latest_version"]
+                or (key["trim"] and state["min_available_version"] < state["min_decryption_version"])):
+            names.append(key["name"])
+    return names
+
+
 def decide(rotation_plan, step1_keys, records):
     """Per key: oldest version in use, blocking consumers, and the step-3/4 requests."""
     after_step1 = _by_key(step1_keys)
@@ -243,6 +263,9 @@ def decide(rotation_plan, step1_keys, records):
 def report(rotation_plan, step1_keys, decisions, step3_keys=None, step4_keys=None, records=None):
     """One entry per key: versions and min_decryption_version before/after, consumers, why it stopped."""
     step1, step3, step4 = _by_key(step1_keys), _by_key(step3_keys), _by_key(step4_keys)
+    nothing_due = decisions is None  # steps 2-4 did not run: no key was pending (see pending())
+    if nothing_due:
+        decisions = decide(rotation_plan, step1_keys, [])
     decided = _by_key(decisions["keys"])
     entries = []
     for key in rotation_plan["keys"]:
@@ -254,6 +277,8 @@ def report(rotation_plan, step1_keys, decisions, step3_keys=None, step4_keys=Non
             note = "no consumers declared: min_decryption_version left as is"
         elif decision["blocked_by"]:
             note = "min_decryption_version kept: blocked by " + ", ".join(decision["blocked_by"])
+        elif nothing_due:
+            note = "ok: nothing due (min_decryption_version is the latest version; consumers not read)"
         else:
             note = "ok"
         trimmed = step4.get(ident)
