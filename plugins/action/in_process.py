@@ -124,7 +124,7 @@ class ActionModule(ActionBase):
         output = io.StringIO()
         rc = 0
         # Module-side code paths (warnings into the result, target-side JSON) as in a module process.
-        _module_internal.is_controller = False
+        was_controller, _module_internal.is_controller = _module_internal.is_controller, False
         os.environ.update(dict((str(name), str(value)) for name, value in environment.items()))
         try:
             with contextlib.redirect_stdout(output):
@@ -133,7 +133,7 @@ class ActionModule(ActionBase):
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         finally:
-            _module_internal.is_controller = True
+            _module_internal.is_controller = was_controller
             os.environ.clear()
             os.environ.update(saved_environ)
             sys.argv[:] = saved_argv

@@ -220,7 +220,8 @@ def pending(rotation_plan, step1_keys):
         step1 = after_step1[(key["mount"], key["name"])]
         state = step1["key"]
         if (step1.get("changed") or state["min_decryption_version"] < state["latest_version"]
-                or (key["trim"] and state["min_available_version"] < state["min_decryption_version"])):
+                # versions start at 1; min_available_version 0 = none destroyed yet
+                or (key["trim"] and max(state["min_available_version"], 1) < state["min_decryption_version"])):
             names.append(key["name"])
     return names
 

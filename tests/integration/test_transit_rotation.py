@@ -43,6 +43,29 @@ def test_full_rotation_report_and_idempotent_rerun(vault, transit_mount, tmp_pat
     assert rotation.report()["alpha"]["rotated"] is False
     for entry in rotation.tmp_path.glob("consumers/.*keyops-rewrap*"):
         raise AssertionError("temp file left behind: %s" % entry)
+    # Nothing due: one look at Vault, no consumer read (steps 2-4 skipped), and the report says why.
+    assert second.status("Steps 2-4 - re-encrypt, raise min_decryption_version, trim (only when a key has work left)") \
+        == "skipped"
+    assert "nothing due" in rotation.report()["alpha"]["note"] and rotation.report()["alpha"]["consumers"] == []
+    # ... unless the census is asked for: then every consumer is read again (and a lost one is reported).
+    consumer = rotation.consumers("alpha")[0]["path"]
+    os.rename(consumer, consumer + ".away")
+    third = rotation.run("-e", "transit_rotation_census_always=true", expect_rc=2)
+    assert rotation.report()["alpha"]["blocked_by"] and "min_decryption_version was not raised" in third.stdout
+    assert rotation.run(expect_rc=0).status("Steps 2-4 - re-encrypt, raise min_decryption_version, trim "
+                                              "(only when a key has work left)") == "skipped"
+    os.rename(consumer + ".away", consumer)
+
+
+def test_a_run_stopped_after_step_1_is_completed_when_nothing_is_due_any_more(vault, transit_mount, tmp_path):
+    """Rotated but not re-encrypted (a crash after step 1): the key is no longer due, yet older versions still
+    decrypt, so steps 2-4 run and finish the job."""
+    rotation = Rotation(vault, transit_mount, tmp_path, KEYS, rotate_older_than="30d")
+    for name in KEYS:
+        rotation.client.secrets.transit.rotate_key(name=name, mount_point=transit_mount)
+    run = rotation.run(expect_rc=0)
+    assert not run.task("Step 1 - rotate every key that is due")["changed"]
+    rotation.check_complete()
 
 
 def test_check_mode_changes_nothing(vault, transit_mount, tmp_path):

@@ -11,10 +11,14 @@ import importlib
 import io
 import json
 import os
+import sys
 import time
 
 import pytest
+import yaml
+from ansible.module_utils import _internal as _module_internal
 from ansible.module_utils import basic
+from ansible_collections.keyops.lifecycle.plugins.action import in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,11 +114,14 @@ def options_for(specs, sandbox, depth=0):
     return build()
 
 
+def internal_args(params, check_mode):
+    return dict(params, _ansible_check_mode=check_mode, _ansible_remote_tmp="/tmp", _ansible_keep_remote_files=False,
+                _ansible_diff=True)
+
+
 def run_in_process(module, params, check_mode):
     basic._ANSIBLE_PROFILE = "legacy"  # what the controller sends with every module invocation
-    basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": dict(
-        params, _ansible_check_mode=check_mode, _ansible_remote_tmp="/tmp", _ansible_keep_remote_files=False,
-        _ansible_diff=True)}, default=str).encode()
+    basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": internal_args(params, check_mode)}, default=str).encode()
     out = io.StringIO()
     code = None
     with contextlib.redirect_stdout(out):
@@ -123,6 +130,23 @@ def run_in_process(module, params, check_mode):
         except SystemExit as exc:
             code = exc.code
     return code, out.getvalue()
+
+
+def run_in_worker(module, params, check_mode):
+    """The in_process action plugin's path: the module run as the AnsiballZ wrapper runs it, inside the worker."""
+    args = json.loads(json.dumps(internal_args(params, check_mode), default=str))
+    before = (dict(os.environ), list(sys.argv), _module_internal.is_controller)
+    output, code = in_process.ActionModule._run_module(module.__name__, args, {"KEYOPS_FUZZ_ENV": "set"})
+    # The worker goes on with Ansible's own work afterwards: nothing of the module's run may stay behind.
+    assert (dict(os.environ), list(sys.argv), _module_internal.is_controller) == before
+    return code, output
+
+
+ROUTES = {"module": run_in_process, "worker": run_in_worker}
+# The worker route runs only the modules meta/runtime.yml sends through in_process, with fewer examples.
+with open(os.path.join(ROOT, "meta", "runtime.yml")) as _handle:
+    IN_PROCESS = sorted(yaml.safe_load(_handle)["plugin_routing"]["modules"])
+CASES = [("module", name) for name in MODULES] + [("worker", name) for name in IN_PROCESS]
 
 
 @pytest.fixture()
@@ -137,19 +161,20 @@ def sandbox(tmp_path, monkeypatch):
     return str(tmp_path / "box")
 
 
-@pytest.mark.parametrize("module_name", MODULES)
-def test_module_answers_every_argument_set_cleanly(module_name, sandbox):
+@pytest.mark.parametrize("route,module_name", CASES, ids=["%s-%s" % case for case in CASES])
+def test_module_answers_every_argument_set_cleanly(route, module_name, sandbox):
     module, spec = argument_spec(module_name)
     outcomes = {"ok": 0, "failed": 0}
+    run = ROUTES[route]
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=EXAMPLES if route == "module" else max(EXAMPLES // 5, 10), deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
     @given(params=options_for(spec, sandbox), check_mode=st.booleans())
     def fuzz(params, check_mode):
         os.makedirs(sandbox, exist_ok=True)
         try:
-            code, output = run_in_process(module, params, check_mode)
+            code, output = run(module, params, check_mode)
         except Exception as exc:  # pylint: disable=broad-except
             raise AssertionError("%s raised %r for %r" % (module_name, exc, params)) from exc
         assert "Traceback (most recent call last)" not in output, output
@@ -164,7 +189,7 @@ def test_module_answers_every_argument_set_cleanly(module_name, sandbox):
             outcomes["ok"] += 1
 
     fuzz()
-    count(SUITE, "modules")
+    count(SUITE, "modules" if route == "module" else "modules_in_worker")
     count(SUITE, "cases", sum(outcomes.values()))
     count(SUITE, "clean_failures", outcomes["failed"])
     count(SUITE, "successes", outcomes["ok"])

@@ -196,3 +196,36 @@ def test_shared_records_sum_shares_and_take_the_final_census():
     share_results[1].update(failed=True, msg="lost the connection")
     record, = _rotation.records(census, "database", share_results)
     assert not record["ok"] and "w2: lost the connection" in record["error"]
+
+
+@pytest.mark.parametrize("a, b, c, expected", [
+    # nothing rotated, every key's min_decryption_version at its latest version: nothing due
+    (step1("a", 3, 3, changed=False), step1("b", 2, 2, changed=False, mount="m", min_avail=2),
+     step1("c", 1, 1, changed=False), []),
+    # b asks for a trim, but it has one version only: nothing to destroy
+    (step1("a", 3, 3, changed=False), step1("b", 1, 1, changed=False, mount="m"), step1("c", 1, 1, changed=False),
+     []),
+    # rotated now
+    (step1("a", 4, 3), step1("b", 2, 2, changed=False, mount="m", min_avail=2), step1("c", 1, 1, changed=False),
+     ["a"]),
+    # not rotated, but an older version still decrypts (a run that stopped after step 1 or 2)
+    (step1("a", 3, 3, changed=False), step1("b", 3, 2, changed=False, mount="m"), step1("c", 1, 1, changed=False),
+     ["b"]),
+    # b asks for a trim and still keeps a version below min_decryption_version
+    (step1("a", 3, 3, changed=False), step1("b", 3, 3, changed=False, mount="m", min_avail=1),
+     step1("c", 2, 2, changed=False, min_avail=1), ["b"]),
+])
+def test_pending_names_the_keys_steps_2_to_4_have_work_for(a, b, c, expected):
+    plan = _rotation.plan(KEYS, "transit", "ctl")
+    assert _rotation.pending(plan, [a, b, c]) == expected
+
+
+def test_report_of_a_run_with_nothing_due():
+    plan = _rotation.plan(KEYS, "transit", "ctl")
+    keys = [step1("a", 3, 3, changed=False), step1("b", 2, 2, changed=False, mount="m"),
+            step1("c", 1, 1, changed=False)]
+    entries = _rotation.report(plan, keys, None)
+    assert [entry["note"].split(":")[0] for entry in entries] == ["ok", "ok", "no consumers declared"]
+    assert "nothing due" in entries[0]["note"] and entries[0]["consumers"] == []
+    assert [entry["min_decryption_version_after"] for entry in entries] == [3, 2, 1]
+    assert not any(entry["blocked_by"] for entry in entries)

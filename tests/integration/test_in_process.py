@@ -1,0 +1,89 @@
+"""The in_process action plugin: the same tasks give the same results in the worker process and in a module
+process, and only tasks whose target is the controller's own Python take the worker path."""
+
+import json
+import re
+import sys
+import uuid
+
+from _ansible import play, run_playbook
+
+WORKER = "in the worker process"
+SEPARATE = "runs as a separate module process"
+
+
+def tasks(mount, token_file):
+    key = {"name": "parity", "mount": mount}
+    return [
+        {"name": "create", "keyops.lifecycle.vault_transit_key": dict(key, exportable=False)},
+        {"name": "again", "keyops.lifecycle.vault_transit_key": dict(key)},
+        {"name": "check-mode change", "keyops.lifecycle.vault_transit_key": dict(key, deletion_allowed=True),
+         "check_mode": True, "diff": True},
+        {"name": "change", "keyops.lifecycle.vault_transit_key": dict(key, deletion_allowed=True), "diff": True},
+        {"name": "info", "keyops.lifecycle.vault_transit_key_info": dict(key)},
+        {"name": "token", "keyops.lifecycle.vault_token": {"token_file": token_file, "policies": ["default"],
+                                                           "ttl": "1h"}},
+        {"name": "bad input", "keyops.lifecycle.vault_transit_key": dict(key, type="no-such-type"),
+         "ignore_errors": True},
+        {"name": "vault refuses", "keyops.lifecycle.vault_transit_key_info": {"name": "parity", "mount": "nowhere"},
+         "ignore_errors": True},
+    ]
+
+
+def normalised(run, mount, tmp_path):
+    """Every task's recorded result without what differs between two runs (times, names, paths, ids)."""
+    text = json.dumps([(entry["task"], entry["status"], entry["result"]) for entry in run.results], sort_keys=True)
+    text = text.replace(mount, "MOUNT").replace(str(tmp_path), "TMP")
+    text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)", "TIME", text)
+    text = re.sub(r'"(accessor|request_id|lease_id)": "[^"]*"', r'"\1": "ID"', text)
+    return json.loads(text)
+
+
+def test_worker_and_module_process_give_the_same_results(vault, vault_client, tmp_path):
+    results = {}
+    for route, extra_vars in (("worker", None), ("module", {"keyops_lifecycle_in_process": False})):
+        mount = "parity-%s" % uuid.uuid4().hex[:8]
+        vault_client.sys.enable_secrets_engine("transit", path=mount)
+        token_file = str(tmp_path / route / "token")
+        run = run_playbook(tmp_path, play(tasks(mount, token_file)), env=vault.env, verbosity=4,
+                           extra_vars=extra_vars, expect_rc=0)
+        # The route really taken (the plugin says which at -vvv/-vvvv), for every module task.
+        if route == "worker":
+            assert run.output.count(WORKER) == 8, run.output
+            assert SEPARATE not in run.output
+        else:
+            assert WORKER not in run.output
+            assert run.output.count("keyops_lifecycle_in_process is false") == 8
+        assert vault.token not in run.output  # the token option is no_log on both routes
+        with open(token_file) as handle:
+            assert handle.read().strip() not in run.output  # nor the token the module created
+        results[route] = normalised(run, mount, tmp_path / route)
+        results[route + "-run"] = run
+    assert results["worker"] == results["module"]
+    run = results["worker-run"]
+    assert run.task("create")["changed"] and not run.task("again")["changed"]
+    assert run.task("check-mode change")["changed"] and run.task("check-mode change")["diff"]
+    assert run.status("bad input") == "failed" and "no-such-type" in run.task("bad input")["msg"]
+    assert run.status("vault refuses") == "failed" and "nothing is mounted at 'nowhere/'" in run.task("vault refuses")["msg"]
+    assert "Traceback" not in run.output
+
+
+def test_only_the_controllers_own_python_takes_the_worker_path(vault, tmp_path):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(
+        "localhost ansible_connection=local ansible_python_interpreter=%s\n"
+        "other-python ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
+        "remote ansible_host=127.0.0.9 ansible_connection=ssh ansible_python_interpreter=%s\n"
+        % (sys.executable, sys.executable))
+    probe = {"keyops.lifecycle.vault_transit_key_info": {"name": "none", "mount": "nowhere"},
+             "ignore_errors": True}
+    playbook = [{"hosts": "localhost,other-python", "gather_facts": False,
+                 "tasks": [dict(probe, name="direct")]},
+                {"hosts": "remote", "gather_facts": False,
+                 "tasks": [dict(probe, name="delegated", delegate_to="localhost")]},
+                {"hosts": "localhost", "gather_facts": False, "become": True,
+                 "tasks": [dict(probe, name="become")]}]
+    run = run_playbook(tmp_path, playbook, env=vault.env, verbosity=4, inventory=str(inventory))
+    assert run.output.count(WORKER) == 2, run.output  # localhost directly, and the task delegated to it
+    assert "the host's Python (/usr/bin/python3) is not the one running Ansible" in run.output
+    assert "the task uses become" in run.output
