@@ -67,7 +67,7 @@ def with_dependencies(names):
 def test_build_context_requirements_match_the_collection(tmp_path):
     # The definition refers to ../build/dist/keyops-lifecycle.tar.gz: lay out the same shape in tmp.
     (tmp_path / "meta").mkdir()
-    for name in ("execution-environment.yml", "requirements.txt", "bindep.txt"):
+    for name in ("execution-environment.yml", "requirements.txt", "bindep.txt", "ee-extras.txt"):
         shutil.copy(os.path.join(ROOT, "meta", name), tmp_path / "meta" / name)
     dist = tmp_path / "build" / "dist"
     subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "build", "--output-path", str(dist), ROOT],
@@ -102,6 +102,19 @@ def test_build_context_requirements_match_the_collection(tmp_path):
     # ansible-core and ansible-runner are the versions the tests use.
     containerfile = (context / "Containerfile").read_text()
     assert 'ARG ANSIBLE_INSTALL_REFS="%s %s"' % (dev_pin("ansible-core"), dev_pin("ansible-runner")) in containerfile
+
+    # The image's optional extras (mitogen, for the mitogen_linear fast path): installed in the final stage at
+    # the version the tests run mitogen_linear with, and not requirements of the collection.
+    extras = requirement_lines(os.path.join(ROOT, "meta", "ee-extras.txt"))
+    assert extras == [dev_pin("mitogen")]
+    assert requirement_lines(build / "extras" / "ee-extras.txt") == extras
+    final = containerfile.split("FROM base AS final")[1]
+    assert "COPY _build/extras/ee-extras.txt /output/ee-extras.txt" in final
+    assert "RUN $PYCMD -m pip install --no-cache-dir -r /output/ee-extras.txt" in final
+    assert "ln -s \"$strategies\" /usr/share/ansible/plugins/strategy" in final
+    assert final.index("ee-extras.txt") < final.index("RUN rm -rf /output")
+    extra_names = {normalise(Requirement(line).name) for line in extras}
+    assert not extra_names & {normalise(Requirement(line).name) for line in collection_python}
 
     # The image build runs introspect.py over the installed collections: it must find our requirements
     # through the collection's own meta/execution-environment.yml.
