@@ -41,6 +41,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 
 from concurrent.futures import ThreadPoolExecutor
@@ -77,6 +78,9 @@ SCAN_WINDOW, SCAN_INTERVAL = 0.2, 0.005
 POLL_INTERVAL = 0.01
 # The settle window may end early once two scans this far apart find no process holding the old inode.
 QUIET_PROOF = 0.03
+# Files rewritten at once in a bulk run.  Each spends ~0.1 s after its rename proving the old inode quiet (mostly
+# waiting), so more files than request workers are in flight; requests to Vault stay limited to ``workers``.
+FILES_IN_FLIGHT = 16
 
 
 class RewrapError(KeyopsModuleError):
@@ -496,13 +500,9 @@ def _writing(flags):
     return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
 
 
-def scan_writers(dev, ino, proc="/proc", own_pid=None):
-    """``({(pid, fd): pos}, not_inspected)``: descriptors of other processes open for writing on (dev, ino).
-
-    ``not_inspected`` counts processes whose descriptors this user may not read (other users' when not root).
-    """
-    own_pid = os.getpid() if own_pid is None else own_pid
-    found, hidden = {}, 0
+def _walk_descriptors(proc, own_pid):
+    """``({(dev, ino): [(pid, fd)]}, not_inspected)``: what every descriptor of every other process refers to."""
+    index, hidden = {}, 0
     for name in os.listdir(proc):
         if not name.isdigit() or int(name) == own_pid:
             continue
@@ -517,9 +517,67 @@ def scan_writers(dev, ino, proc="/proc", own_pid=None):
         for entry in fds:
             if not entry.isdigit():
                 continue
-            state = _fd_state(proc, pid, int(entry), dev, ino)
-            if state is not None and _writing(state[0]):
-                found[(pid, int(entry))] = state[1]
+            try:
+                info = os.stat("%s/%d/fd/%s" % (proc, pid, entry))
+            except OSError:
+                continue  # closed meanwhile
+            index.setdefault((info.st_dev, info.st_ino), []).append((pid, int(entry)))
+    return index, hidden
+
+
+class _SharedWalk:
+    """One walk of /proc answers every file that asked before it started.
+
+    A bulk rewrite has up to FILES_IN_FLIGHT files asking "who holds this inode open?" several times each; a walk
+    of every descriptor costs milliseconds of CPU, so the walks are shared: an answer only ever comes from a walk
+    that started after the question was asked (so it sees every descriptor opened before), and the descriptors it
+    names are checked again when answering.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._walking = False
+        self._last = {}  # (proc, own_pid) -> (started, index, hidden)
+
+    def descriptors(self, proc, own_pid, clock=time.monotonic):
+        asked = clock()
+        key = (proc, own_pid)
+        with self._changed:
+            while True:
+                last = self._last.get(key)
+                if last is not None and last[0] >= asked:
+                    return last[1], last[2]
+                if not self._walking:
+                    self._walking = True
+                    started = clock()
+                    break
+                self._changed.wait()
+        try:
+            index, hidden = _walk_descriptors(proc, own_pid)
+        finally:
+            with self._changed:
+                self._walking = False
+                if "index" in locals():
+                    self._last[key] = (started, index, hidden)
+                self._changed.notify_all()
+        return index, hidden
+
+
+_SHARED_WALK = _SharedWalk()
+
+
+def scan_writers(dev, ino, proc="/proc", own_pid=None):
+    """``({(pid, fd): pos}, not_inspected)``: descriptors of other processes open for writing on (dev, ino).
+
+    ``not_inspected`` counts processes whose descriptors this user may not read (other users' when not root).
+    """
+    own_pid = os.getpid() if own_pid is None else own_pid
+    index, hidden = _SHARED_WALK.descriptors(proc, own_pid)
+    found = {}
+    for pid, fd in index.get((dev, ino), ()):
+        state = _fd_state(proc, pid, fd, dev, ino)  # still that file, and open for writing now
+        if state is not None and _writing(state[0]):
+            found[(pid, fd)] = state[1]
     return found, hidden
 
 
@@ -761,6 +819,14 @@ class FileRewrapper:
         self.open_writers = open_writers
         self.warnings = []
         self._keys = {}
+        # At most ``workers`` rewrap requests in flight, however many files are (see FILES_IN_FLIGHT).
+        self._requests = threading.BoundedSemaphore(max(1, workers))
+
+    def _limited(self, send):
+        def limited(*args):
+            with self._requests:
+                return send(*args)
+        return limited
 
     def key_info(self, mount, name):
         """``{"latest_version", "derived"}`` of the transit key (read once per run)."""
@@ -813,7 +879,8 @@ class FileRewrapper:
                     raise RewrapError("consumer file %s (or its directory) is not writable" % path)
                 remove_stale_temps(path)
                 batch_size = self.batch_size if context_field is None else min(self.batch_size, MAX_SAFE_CONTEXT_BATCH)
-                sender = BatchRewrapper(make_sender(self.connection, mount, name, key_version), batch_size)
+                sender = BatchRewrapper(self._limited(make_sender(self.connection, mount, name, key_version)),
+                                        batch_size)
                 outcome = rewrite_in_place(path, fmt, target, sender, batch_size, workers or self.workers,
                                            self.settle, self.open_writers,
                                            self.backup_local if backup and self.backup_local is not None else None)
@@ -829,10 +896,11 @@ class FileRewrapper:
     def rewrap_many(self, consumers, default_mount, default_backup=False, default_context_encoding="base64"):
         """Bulk: every consumer is tried and reports its own outcome (``ok``/``error``).
 
-        Files are independent, so several are rewritten at once: their Vault round trips and
-        fsyncs overlap.  The request workers are shared out between the files in flight.
+        Files are independent, so several are rewritten at once: their Vault round trips, fsyncs and settle
+        windows overlap.  The request workers are shared out between the files in flight, and the requests in
+        flight never exceed ``workers``.
         """
-        file_threads = max(1, min(self.workers, len(consumers)))
+        file_threads = max(1, min(max(self.workers, FILES_IN_FLIGHT), len(consumers)))
         per_file_workers = max(1, self.workers // file_threads)
 
         def one(consumer):

@@ -399,7 +399,7 @@ def test_boundary_count(vault, transit_mount, tmp_path, postgres):
 
 # Task starts between step 1 and the raise (earlier ones precede any change, later ones only report): on
 # PostgreSQL before step 1, each step-2 task of either consumer and the raise; on MariaDB the database tasks.
-CRASH_POINTS = [("postgres", boundary) for boundary in (5, 7, 9, 10, 11, 12, 14, 15)] + [
+CRASH_POINTS = [("postgres", boundary) for boundary in (4, 7, 9, 10, 11, 12, 14, 15)] + [
     ("mariadb", boundary) for boundary in (10, 11, 12)]
 
 
@@ -414,7 +414,7 @@ def test_crash_at_task_boundaries_then_rerun(vault, transit_mount, tmp_path, eng
     job.check_decryptable()
     job.run(expect_rc=0)  # the schedule (30d) again: a key rotated before the crash is not due any more
     job.check_complete()
-    assert job.key_state()["latest_version"] == (2 if boundary <= 5 else 3)  # never rotated twice
+    assert job.key_state()["latest_version"] == (2 if boundary <= 4 else 3)  # never rotated twice
 
 
 def _processes_of(tmp_path):
