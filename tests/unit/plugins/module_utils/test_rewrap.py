@@ -474,3 +474,34 @@ def test_a_file_kept_open_is_left_untouched(tmp_path, mode):
         assert result["open_writers"] == [{"pid": 4242, "command": "app"}]
     assert open(path).read() == "".join(lines)
     assert not [name for name in os.listdir(tmp_path) if "keyops-rewrap" in name]
+
+
+def test_shared_walk_answers_only_questions_asked_before_it_started(monkeypatch):
+    """Three files ask while a walk runs: the walk in progress started before they asked, so one new walk (not
+    three) answers all of them; a question asked later gets a walk of its own."""
+    import threading
+    walks, release = [], threading.Event()
+
+    def walk(proc, own_pid):
+        walks.append(proc)
+        if len(walks) == 1:
+            release.wait(5)
+        return {(1, len(walks)): [(99, 3)]}, 0
+
+    monkeypatch.setattr(_rewrap, "_walk_descriptors", walk)
+    shared = _rewrap._SharedWalk()
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(shared.descriptors("/proc", 1)))
+    first.start()
+    while not walks:
+        time.sleep(0.001)
+    waiting = [threading.Thread(target=lambda: answers.append(shared.descriptors("/proc", 1))) for _ in range(3)]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.05)
+    release.set()
+    for thread in [first] + waiting:
+        thread.join(5)
+    assert len(walks) == 2
+    assert sorted(list(index)[0][1] for index, _hidden in answers) == [1, 2, 2, 2]
+    assert list(shared.descriptors("/proc", 1)[0]) == [(1, 3)]  # asked after every walk so far: a new one
