@@ -8,7 +8,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-
 def k10_migration_results(*args, **kwargs):
     # Imported on use: Ansible imports every filter file of the collection, in every worker process, to find any
     # one filter, and _k10 pulls in the Kubernetes layer (~0.01 s per task that uses a collection filter).

@@ -8,7 +8,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
-
 def _k8s_auth():
     # Imported on use: Ansible imports every filter file of the collection, in every worker process, to find any
     # one filter, and _k8s_auth pulls in the Vault and transit layers (~0.01 s per task that uses a collection filter).

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import json
 import os
 import time
@@ -38,15 +39,17 @@ class Urllib3Error(Exception):
 
 def _import_client_library():
     global kubernetes, ApiException, Urllib3Error  # pylint: disable=global-statement,invalid-name
-    if kubernetes is None:
-        try:
-            import kubernetes as kubernetes_library  # pylint: disable=import-outside-toplevel
-            import kubernetes.config  # noqa: F401  pylint: disable=import-outside-toplevel
-            from kubernetes.client.exceptions import ApiException as api_exception  # pylint: disable=import-outside-toplevel
-            from urllib3.exceptions import HTTPError as urllib3_error  # pylint: disable=import-outside-toplevel
-        except ImportError as exc:
-            raise K8sModuleError(missing_required_lib("kubernetes"), exception=str(exc))
-        kubernetes, ApiException, Urllib3Error = kubernetes_library, api_exception, urllib3_error
+    if kubernetes is not None:
+        return
+    try:
+        kubernetes_library = importlib.import_module("kubernetes")
+        importlib.import_module("kubernetes.config")
+        api_exception = importlib.import_module("kubernetes.client.exceptions").ApiException
+        urllib3_error = importlib.import_module("urllib3.exceptions").HTTPError
+    except ImportError as exc:
+        raise K8sModuleError(missing_required_lib("kubernetes"), exception=str(exc))
+    kubernetes, ApiException, Urllib3Error = kubernetes_library, api_exception, urllib3_error
+
 
 K8S_CONNECTION_ARGSPEC = dict(
     kubeconfig=dict(type="raw", fallback=(env_fallback, ["K8S_AUTH_KUBECONFIG"])),

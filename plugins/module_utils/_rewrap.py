@@ -552,15 +552,16 @@ class _SharedWalk:
                     started = clock()
                     break
                 self._changed.wait()
+        walked = None
         try:
-            index, hidden = _walk_descriptors(proc, own_pid)
+            walked = _walk_descriptors(proc, own_pid)
         finally:
             with self._changed:
                 self._walking = False
-                if "index" in locals():
-                    self._last[key] = (started, index, hidden)
+                if walked is not None:
+                    self._last[key] = (started,) + walked
                 self._changed.notify_all()
-        return index, hidden
+        return walked
 
 
 _SHARED_WALK = _SharedWalk()

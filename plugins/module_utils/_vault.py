@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import importlib
 import os
 import time
 
@@ -31,15 +32,17 @@ hvac = requests = None
 
 def _import_client_libraries():
     global hvac, requests  # pylint: disable=global-statement
-    if hvac is None:
-        try:
-            import hvac as hvac_library  # pylint: disable=import-outside-toplevel
-            import hvac.adapters  # noqa: F401  pylint: disable=import-outside-toplevel
-            import hvac.exceptions  # noqa: F401  pylint: disable=import-outside-toplevel
-            import requests as requests_library  # pylint: disable=import-outside-toplevel
-        except ImportError as exc:
-            raise VaultModuleError(missing_required_lib("hvac"), exception=str(exc))
-        hvac, requests = hvac_library, requests_library
+    if hvac is not None:
+        return
+    try:
+        hvac_library = importlib.import_module("hvac")
+        importlib.import_module("hvac.adapters")
+        importlib.import_module("hvac.exceptions")
+        requests_library = importlib.import_module("requests")
+    except ImportError as exc:
+        raise VaultModuleError(missing_required_lib("hvac"), exception=str(exc))
+    hvac, requests = hvac_library, requests_library
+
 
 DEFAULT_JWT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 

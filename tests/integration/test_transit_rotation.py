@@ -52,8 +52,8 @@ def test_full_rotation_report_and_idempotent_rerun(vault, transit_mount, tmp_pat
     os.rename(consumer, consumer + ".away")
     third = rotation.run("-e", "transit_rotation_census_always=true", expect_rc=2)
     assert rotation.report()["alpha"]["blocked_by"] and "min_decryption_version was not raised" in third.stdout
-    assert rotation.run(expect_rc=0).status("Steps 2-4 - re-encrypt, raise min_decryption_version, trim "
-                                              "(only when a key has work left)") == "skipped"
+    steps = "Steps 2-4 - re-encrypt, raise min_decryption_version, trim (only when a key has work left)"
+    assert rotation.run(expect_rc=0).status(steps) == "skipped"
     os.rename(consumer + ".away", consumer)
 
 

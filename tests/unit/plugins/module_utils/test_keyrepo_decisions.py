@@ -94,3 +94,57 @@ def test_io_writes_private_files_and_links(tmp_path):
     (tmp_path / "r" / "7").write_text("garbage")
     with pytest.raises(kr.KeyRepoError, match="not a Fernet key"):
         repo.read()
+
+
+def apply_plan(repo, actions, new_staged):
+    """What ``actions`` leave (index -> material), as KeyRepo.apply would."""
+    return kr.predict(repo, actions, {0: new_staged})
+
+
+@pytest.mark.parametrize("max_active_keys", [3, 4, 5, 9])
+@pytest.mark.parametrize("indexes", [(0, 1), (0, 1, 2), (0, 2, 3), (0, 4, 5, 6), (0, 3, 7, 8, 9, 10)])
+def test_promote_purge_keeps_what_unpromoted_nodes_use_and_ends_like_two_steps(indexes, max_active_keys):
+    repo = keys(*indexes)
+    staged, new = kr.fingerprint(repo[0]), kr.new_key()
+    previous_primary = max(repo) if max(repo) != 0 else None
+    merged = kr.plan_promote_purge(repo, staged, kr.fingerprint(new), max_active_keys)
+    removed = [index for verb, index in merged if verb == "remove"]
+    # Never the key a node that has not promoted yet still issues tokens with, nor the one being promoted.
+    assert previous_primary not in removed and max(repo) + 1 not in removed
+    # Removals come after the new 0 is in place.
+    assert merged[:2] == [("link", max(repo) + 1), ("write", 0)]
+    # The same end state as promoting everywhere and purging afterwards (the separate passes).
+    promoted = apply_plan(repo, kr.plan_promote(repo, staged, kr.fingerprint(new)), new)
+    two_steps = apply_plan(promoted, kr.plan_purge(promoted, max_active_keys), new)
+    assert apply_plan(repo, merged, new) == two_steps
+    # The node still decrypts what every other node may issue at that instant: previous primary and staged key.
+    after = apply_plan(repo, merged, new)
+    assert repo[0] in after.values() and (previous_primary is None or repo[previous_primary] in after.values())
+
+
+def test_promote_purge_is_refused_when_the_previous_primary_could_go():
+    repo = keys(0, 1, 2)
+    with pytest.raises(kr.KeyRepoError, match="at least 3"):
+        kr.plan_promote_purge(repo, kr.fingerprint(repo[0]), kr.fingerprint(kr.new_key()), 2)
+
+
+def test_promote_purge_completes_an_interrupted_run():
+    repo = keys(0, 3, 4)
+    staged, new = kr.fingerprint(repo[0]), kr.new_key()
+    linked = {**repo, 5: repo[0]}  # crashed after the link
+    assert kr.plan_promote_purge(linked, staged, kr.fingerprint(new), 3) == [("write", 0), ("remove", 3)]
+    promoted = {**linked, 0: new}  # crashed after the new 0, before the purge
+    assert kr.plan_promote_purge(promoted, staged, kr.fingerprint(new), 3) == [("remove", 3)]
+    done = {0: new, 4: repo[4], 5: repo[0]}
+    assert kr.plan_promote_purge(done, staged, kr.fingerprint(new), 3) == []
+
+
+def test_plan_state_purges_with_the_promotion_only_when_asked():
+    repo = keys(0, 1, 2)
+    params = {"state": "promoted", "new_staged_key": kr.new_key().decode(), "expect_staged": kr.fingerprint(repo[0]),
+              "max_active_keys": 3}
+    assert kr.plan_state(dict(params, purge=False), repo)[0] == [("link", 3), ("write", 0)]
+    assert kr.plan_state(params, repo)[0] == [("link", 3), ("write", 0)]
+    assert kr.plan_state(dict(params, purge=True), repo)[0] == [("link", 3), ("write", 0), ("remove", 1)]
+    with pytest.raises(kr.KeyRepoError, match="at least 3"):
+        kr.plan_state(dict(params, purge=True, max_active_keys=2), repo)

@@ -495,7 +495,7 @@ def test_shared_walk_answers_only_questions_asked_before_it_started(monkeypatch)
     first.start()
     while not walks:
         time.sleep(0.001)
-    waiting = [threading.Thread(target=lambda: answers.append(shared.descriptors("/proc", 1))) for _ in range(3)]
+    waiting = [threading.Thread(target=lambda: answers.append(shared.descriptors("/proc", 1))) for _number in range(3)]
     for thread in waiting:
         thread.start()
     time.sleep(0.05)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from ansible_collections.keyops.lifecycle.plugins.action.in_process import why_not_in_process
+from ansible_collections.keyops.lifecycle.plugins.plugin_utils._in_process import why_not_in_process
 
 PY = sys.executable
 

@@ -11,7 +11,7 @@ for the task, the way the AnsiballZ wrapper runs it: same arguments (module defa
 verbosity), same JSON result, parsed and cleaned by the same controller code.  Any other task - another host, a
 different interpreter, become, async, or ``keyops_lifecycle_in_process: false`` - runs exactly as without it.
 
-The modules routed here are listed in ``meta/runtime.yml`` (``plugin_routing``).
+Each module that may run this way has an action plugin of its own name in ``plugins/action/`` that is this class.
 """
 
 from __future__ import absolute_import, division, print_function
