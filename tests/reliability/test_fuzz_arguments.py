@@ -135,6 +135,7 @@ def run_in_worker(module, params, check_mode):
     """The in_process action plugin's path: the module run as the AnsiballZ wrapper runs it, inside the worker."""
     args = json.loads(json.dumps(internal_args(params, check_mode), default=str))
     before = (dict(os.environ), list(sys.argv), _module_internal.is_controller)
+    sys.modules.pop(module.__name__, None)  # a worker runs the module file afresh, as __main__
     output, code = in_process.ActionModule._run_module(module.__name__, args, {"KEYOPS_FUZZ_ENV": "set"})
     # The worker goes on with Ansible's own work afterwards: nothing of the module's run may stay behind.
     assert (dict(os.environ), list(sys.argv), _module_internal.is_controller) == before
