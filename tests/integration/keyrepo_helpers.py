@@ -35,12 +35,13 @@ class KeystoneNodes:
                                                   "roles": ["keyops.lifecycle.keyrepo"]}]))
         self.runs = 0
         self.watcher = None
+        self.env = {}  # for every run (connection settings); a run's own env= adds to it
 
-    def rotate(self, expect_rc=0, args=(), **kwargs):
+    def rotate(self, expect_rc=0, args=(), env=None, **kwargs):
         self.runs += 1
         return ansible_playbook(self.playbook, self.tmp_path / ("keyrepo-%d.jsonl" % self.runs),
                                 inventory=str(self.inventory), args=["-f", str(len(self.nodes))] + list(args),
-                                expect_rc=expect_rc, **kwargs)
+                                expect_rc=expect_rc, env=dict(self.env, **(env or {})), **kwargs)
 
     def keys(self, node):
         path = self.paths[node]
