@@ -12,10 +12,16 @@ was made with had legitimately aged out: the rotations completed between issue a
 ``max_active_keys - 2`` (a worker descheduled for a while on a busy machine); those are counted apart as
 ``aged_out``.
 
-    python lab/keyrepo_race.py --protocol ours|baseline --nodes 5 --rotations 1000 --workdir DIR  -> JSON
+``ours-merged`` is the role's merged pass (promote and purge in one step on each node, nodes one after the
+other); ``unsafe-merged`` purges one key too many in it - the control showing the validators catch a key purged
+while a node still issues tokens with it.
+
+    python lab/keyrepo_race.py --protocol ours|ours-merged|unsafe-merged|baseline --nodes 5 --rotations 1000 \
+        --workdir DIR  -> JSON
 """
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import multiprocessing
@@ -55,9 +61,15 @@ def keystone_keys(path, max_active_keys):
     return [], 5
 
 
+def short(key):
+    """A few hex digits naming a key in a report (keystone's loader returns str, ours bytes)."""
+    return hashlib.sha256(key.encode() if isinstance(key, str) else bytes(key)).hexdigest()[:8]
+
+
 def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_done):
     rng = random.Random(seed)
     validations = rejections = issue_failures = retries = aged_out = 0
+    samples = []  # the first false rejections, described (short hashes of keys, never keys)
     others = [n for i, n in enumerate(nodes) if i != index]
     while not stop.is_set():
         issuer = rng.choice(others)
@@ -68,7 +80,9 @@ def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_don
             continue
         issued_at = rotations_done.value
         token = Fernet(issuer_keys[0]).encrypt(b"user=demo;project=demo")
+        issued = time.monotonic()
         keys, tries = keystone_keys(nodes[index], max_active_keys)
+        loaded = time.monotonic()
         retries += tries
         validations += 1
         try:
@@ -78,8 +92,14 @@ def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_don
                 aged_out += 1
             else:
                 rejections += 1
+                if len(samples) < 10:
+                    samples.append({"issuer": os.path.basename(issuer), "validator": os.path.basename(nodes[index]),
+                                    "token_key": short(issuer_keys[0]),
+                                    "issuer_keys": [short(k) for k in issuer_keys],
+                                    "validator_keys": [short(k) for k in keys],
+                                    "validator_load_seconds": round(loaded - issued, 4), "at": time.time()})
     counters.put({"validations": validations, "false_rejections": rejections, "issue_failures": issue_failures,
-                  "load_retries": retries, "aged_out": aged_out})
+                  "load_retries": retries, "aged_out": aged_out, "rejection_samples": samples})
 
 
 def setup(nodes, keyrepo):
@@ -114,6 +134,33 @@ def rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds):
         repo.apply(keyrepo.plan_purge(repo.read(), max_active_keys), {})
 
 
+def rotate_merged(nodes, keyrepo, max_active_keys, settle_seconds, rng, unsafe=False):
+    """The keyrepo role's merged pass (max_active_keys >= 3): each node promotes and purges in one step.
+
+    The role runs the nodes in parallel; here they go one after the other in a random order - the widest spread
+    the role allows, where some nodes have promoted and purged while others still issue tokens with the previous
+    primary.  ``unsafe`` purges one key more (down to max_active_keys - 1, so the previous primary goes too): what
+    a wrong merged pass would do; the validators must catch it.
+    """
+    repos = [keyrepo.KeyRepo(path) for path in nodes]
+    states = [repo.read() for repo in repos]
+    staged = {keyrepo.fingerprint(keys[0]) for keys in states}
+    assert len(staged) == 1, "staged keys differ: %s" % staged
+    expect = staged.pop()
+    new_staged = keyrepo.new_key()
+    order = list(range(len(repos)))
+    rng.shuffle(order)
+    for index in order:
+        keys = states[index]
+        if unsafe:
+            actions = keyrepo.plan_promote(keys, expect, keyrepo.fingerprint(new_staged))
+            after = set(keys) | set(i for verb, i in actions if verb == "link")
+            actions += keyrepo.plan_purge(dict.fromkeys(after), max_active_keys - 1)
+        else:
+            actions = keyrepo.plan_promote_purge(keys, expect, keyrepo.fingerprint(new_staged), max_active_keys)
+        repos[index].apply(actions, {0: new_staged}, settle_seconds)
+
+
 def rotate_baseline(nodes, max_active_keys):
     """the keystone rsync race as deployed: keystone's rotation on one node, then rsync --delete to the others."""
     fernet_utils.FernetUtils(nodes[0], max_active_keys, "fernet_tokens").rotate_keys()
@@ -139,27 +186,33 @@ class Validators:
 
     def finish(self):
         self.stop.set()
-        totals = {"validations": 0, "false_rejections": 0, "issue_failures": 0, "load_retries": 0, "aged_out": 0}
+        totals = {"validations": 0, "false_rejections": 0, "issue_failures": 0, "load_retries": 0, "aged_out": 0,
+                  "rejection_samples": []}
         for _worker in self.workers:
             for key, value in self.counters.get(timeout=60).items():
                 totals[key] += value
+        totals["rejection_samples"] = sorted(totals["rejection_samples"], key=lambda sample: sample["at"])[:20]
         for worker in self.workers:
             worker.join(timeout=30)
         return totals
 
 
 def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.0, settle_seconds=0.05):
+    """``rotations`` rotations by ``protocol`` on ``node_count`` nodes, validators running: their counts (JSON)."""
     keyrepo = load_keyrepo()
     if os.path.exists(workdir):
         shutil.rmtree(workdir)
     nodes = [os.path.join(workdir, "node%d" % i) for i in range(node_count)]
     setup(nodes, keyrepo)
     validators = Validators(nodes, max_active_keys)
+    rng = random.Random(rotations)
     started = time.monotonic()
     try:
         for _rotation in range(rotations):
             if protocol == "ours":
                 rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds)
+            elif protocol in ("ours-merged", "unsafe-merged"):
+                rotate_merged(nodes, keyrepo, max_active_keys, settle_seconds, rng, unsafe=protocol != "ours-merged")
             else:
                 rotate_baseline(nodes, max_active_keys)
             validators.rotated()
@@ -191,7 +244,8 @@ def watch(nodes, max_active_keys, stop_file, result_file):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--protocol", choices=("ours", "baseline", "watch"), required=True)
+    parser.add_argument("--protocol", choices=("ours", "ours-merged", "unsafe-merged", "baseline", "watch"),
+                        required=True)
     parser.add_argument("--node-dirs", help="watch: comma-separated repositories")
     parser.add_argument("--stop-file", help="watch: stop when this file exists")
     parser.add_argument("--result-file", help="watch: where the counts go")

@@ -55,8 +55,29 @@ def keyrepo_state(hosts, hostvars, *result_vars):
     return states
 
 
+def keyrepo_barrier(hosts, hostvars, read_var, *result_vars):
+    """The barrier before a promotion, from every host's latest report (``read_var`` first, then ``result_vars``).
+
+    ``agreed``: every host reported, and all hold the same staged key and the same primary key (fingerprints).
+    ``staged_fingerprint`` and ``primary_fingerprint`` are those keys' (None unless agreed).
+    ``last_rotation_age``: seconds since the last rotation - the largest ``staged_age_seconds`` of ``read_var``
+    (the oldest copy of the current staged key; every rotation writes a new one), None when no host has one.
+    """
+    nodes = keyrepo_state(hosts, hostvars, read_var, *result_vars)
+    staged = set(state["staged_fingerprint"] for state in nodes.values())
+    primary = set(state["primary_fingerprint"] for state in nodes.values())
+    # (A repository of a lone staged key has no primary: agreed when no node has one.)
+    agreed = len(nodes) == len(hosts) > 0 and len(staged) == 1 and None not in staged and len(primary) == 1
+    ages = [(hostvars[host].get(read_var) or {}).get("staged_age_seconds") for host in hosts]
+    ages = [age for age in ages if isinstance(age, (int, float)) and not isinstance(age, bool)]
+    return {"nodes": nodes, "agreed": agreed,
+            "staged_fingerprint": next(iter(staged)) if agreed else None,
+            "primary_fingerprint": next(iter(primary)) if agreed else None,
+            "last_rotation_age": max(ages) if ages else None}
+
+
 class FilterModule(object):
     def filters(self):
         return {"keyrepo_plan": keyrepo_plan, "keyrepo_keys_needed": keyrepo_keys_needed,
                 "keyrepo_material": keyrepo_material, "keyrepo_select": keyrepo_select,
-                "keyrepo_state": keyrepo_state}
+                "keyrepo_state": keyrepo_state, "keyrepo_barrier": keyrepo_barrier}

@@ -123,6 +123,33 @@ def plan_promote(keys, expect_staged, new_staged_fingerprint):
     return [("link", primary + 1), ("write", 0)]
 
 
+# Purging in the promotion's own step is safe only while the previous primary survives it: nodes that have not
+# promoted yet still encrypt with it.  Staged + new primary + previous primary = 3 keys.
+PURGE_WITH_PROMOTE_MIN_KEYS = 3
+
+
+def plan_promote_purge(keys, expect_staged, new_staged_fingerprint, max_active_keys):
+    """:func:`plan_promote`, then the purge beyond ``max_active_keys`` of the state it leaves - in one step.
+
+    The keyrepo role's merged pass: each node promotes and purges at once, while other nodes may not have
+    promoted yet.  Those still encrypt with the previous primary and decrypt the new one as their staged key,
+    so this node must keep both: refused below ``PURGE_WITH_PROMOTE_MIN_KEYS``, and the removals are checked
+    never to touch the two highest keys (new and previous primary).  Idempotent like ``plan_promote``; after a
+    crash between the promotion and the purge, a re-run only purges.
+    """
+    if max_active_keys < PURGE_WITH_PROMOTE_MIN_KEYS:
+        raise KeyRepoError("purging in the promotion needs max_active_keys of at least %d (the previous primary must "
+                           "stay for the nodes that have not promoted yet), got %d: purge in a separate step once "
+                           "every node has promoted" % (PURGE_WITH_PROMOTE_MIN_KEYS, max_active_keys))
+    actions = plan_promote(keys, expect_staged, new_staged_fingerprint)
+    after = set(keys) | set(index for verb, index in actions if verb == "link")
+    removals = plan_purge(dict.fromkeys(after), max_active_keys)
+    in_use = sorted((i for i in after if i != 0), reverse=True)[:2]
+    if any(index in in_use for _verb, index in removals):  # cannot happen with >= 3 keys kept; never trusted
+        raise KeyRepoError("refusing to purge key(s) %s: still in use" % in_use)
+    return actions + removals
+
+
 def plan_rotate(keys, max_active_keys):
     """One keystone-style rotation on this node alone (single-node use), without keystone's gap."""
     if 0 not in keys:
@@ -331,7 +358,11 @@ def plan_state(params, keys):
         actions = plan_stage(keys, fingerprint(materials[0]))
     elif state == "promoted":
         materials[0] = _material(params["new_staged_key"], "new_staged_key")
-        actions = plan_promote(keys, params["expect_staged"], fingerprint(materials[0]))
+        if params.get("purge"):
+            actions = plan_promote_purge(keys, params["expect_staged"], fingerprint(materials[0]),
+                                         params["max_active_keys"])
+        else:
+            actions = plan_promote(keys, params["expect_staged"], fingerprint(materials[0]))
     elif state == "purged":
         actions = plan_purge(keys, params["max_active_keys"])
     elif state == "synced":

@@ -20,7 +20,8 @@ description:
     key replaces C(0), so the promoted key is present under one name or the other at every instant (keystone's own
     rotation and C(rsync --delete) both leave a moment without it - keystone bug 1816927).
   - One node at a time; the C(keyops.lifecycle.keyrepo) role orders the states over all nodes (stage everywhere,
-    verify, promote everywhere, then purge).
+    verify, then promote everywhere - purging in the same step when O(max_active_keys) is at least 3, in a separate
+    step after every node has promoted otherwise).
   - Never returns key material - only indexes and fingerprints (the first 16 hex digits of the key's SHA-256).
 attributes:
   check_mode:
@@ -76,6 +77,17 @@ options:
   sync_keys:
     description: Index -> key of the keys to have (O(state=synced)). Never logged.
     type: dict
+  purge:
+    description:
+      - With O(state=promoted), also remove the keys beyond O(max_active_keys) in the same run, once the new C(0) is
+        in place - what V(purged) would do next, without a second task over every node.
+      - Other nodes may not have promoted yet, and they still issue tokens with the previous primary; it stays here
+        as the newest secondary only when at least 3 keys are kept, so O(purge=true) is refused when
+        O(max_active_keys) is below 3, and the two highest keys (the new and the previous primary) are never
+        removed. Before that, every node must hold the same staged and primary key (the role checks it).
+    type: bool
+    default: false
+    version_added: 1.1.0
   settle_seconds:
     description:
       - Pause between linking the promoted key to its new number and replacing C(0) (O(state=promoted) and
@@ -159,6 +171,7 @@ def main():
         expect_staged=dict(type="str", no_log=False),
         new_staged_key=dict(type="str", no_log=True),
         sync_keys=dict(type="dict", no_log=True),
+        purge=dict(type="bool", default=False),
         settle_seconds=dict(type="float", default=0.5),
         credential_migrate=dict(type="str", default="auto", choices=["auto", "always", "never"]),
         keystone_manage=dict(type="str", default="keystone-manage", no_log=False),

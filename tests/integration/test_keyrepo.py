@@ -163,7 +163,7 @@ def test_min_rotation_age_makes_a_rerun_reconcile_only(tmp_path):
     again = nodes.rotate(args=["-e", "keyrepo_min_rotation_age=3600"])
     assert dict((node, nodes.keys(node)) for node in nodes.nodes) == first
     assert again.changed_count == 0
-    assert again.status("(c) Promote the staged key on every node") == "skipped"
+    assert again.status("(c) Promote the staged key on every node (and purge what exceeds max_active_keys)") == "skipped"
     # A node that lost its repository is still reconciled while the rotation waits.
     import shutil
 

@@ -35,6 +35,19 @@ def test_our_protocol_has_no_false_rejections_over_1000_rotations(tmp_path):
     assert ours["primary_index"] == 1001
 
 
+def test_merged_promote_and_purge_has_no_false_rejections_and_the_harness_sees_a_wrong_one(tmp_path):
+    """The role's merged pass (max_active_keys 3: promote and purge in one step per node), nodes one after the
+    other in a random order so that promoted-and-purged nodes and not-yet-promoted ones coexist on every
+    rotation: 0 false rejections.  The control purges one key more in that step (the previous primary, still
+    used by the nodes not promoted yet): the validators must reject tokens, or they could not tell."""
+    merged = race(tmp_path, "ours-merged", 200, max_active_keys=3, settle_seconds=0.05)
+    assert merged["rotations"] == 200 and merged["validations"] > 2000, merged
+    assert merged["false_rejections"] == 0 and merged["issue_failures"] == 0 and merged["consistent"] is True
+    assert merged["primary_index"] == 201
+    unsafe = race(tmp_path, "unsafe-merged", 20, max_active_keys=3, settle_seconds=0.05)
+    assert unsafe["false_rejections"] > 0, unsafe
+
+
 def test_rsync_baseline_rejects_valid_tokens(tmp_path):
     """keystone's rotation on one node + rsync -a --delete to the others: the seed's false 401s."""
     baseline = race(tmp_path, "baseline", 40)
@@ -53,6 +66,39 @@ def test_role_rotations_with_validators_running(tmp_path):
         counts = nodes.stop_watching()
     assert counts["validations"] > 100 and counts["false_rejections"] == 0 and counts["issue_failures"] == 0
     assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 4, 5]
+
+
+PROMOTE = "(c) Promote the staged key on every node (and purge what exceeds max_active_keys)"
+PURGE = "(d) Purge what exceeds max_active_keys on every node (unless purged with the promotion)"
+
+
+def test_role_merged_pass_keeps_the_key_unpromoted_nodes_still_use(tmp_path):
+    """forks 1: the nodes promote (and purge, max_active_keys 3) one after the other, so for seconds some have
+    purged while the others still issue tokens with the previous primary.  Validators on every node would reject
+    those tokens wherever that key was purged: this fails if the merged pass removed a key still in use."""
+    nodes = KeystoneNodes(tmp_path, count=4)
+    nodes.rotate()
+    nodes.start_watching()
+    try:
+        for _round in range(3):
+            run = nodes.rotate(args=["-f", "1"])
+            promoted = [r for r in run.results if r["task"] == PROMOTE]
+            assert len(promoted) == 4 and all(r["result"]["actions"][-1].startswith("remove") for r in promoted)
+            assert run.status(PURGE) == "skipped"  # purged in the promotion, no separate pass
+    finally:
+        counts = nodes.stop_watching()
+    assert counts["validations"] > 100 and counts["false_rejections"] == 0 and counts["issue_failures"] == 0
+    assert nodes.consistent() and len(nodes.keys("ks0")) == 3
+
+
+def test_role_with_two_keys_purges_after_every_node_promoted(tmp_path):
+    """max_active_keys 2 leaves no room for the previous primary: promotion and purge stay separate passes."""
+    nodes = KeystoneNodes(tmp_path, count=2, max_active_keys=2)
+    nodes.rotate()
+    run = nodes.rotate()
+    assert [r["result"]["actions"] for r in run.results if r["task"] == PROMOTE] == [["link 0 -> 3", "write 0"]] * 2
+    assert [r["result"]["actions"] for r in run.results if r["task"] == PURGE] == [["remove 2"]] * 2
+    assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 3]
 
 
 def test_role_over_real_ssh_between_separate_hosts(tmp_path):
@@ -111,14 +157,17 @@ def test_diverged_repositories_are_refused(tmp_path):
     assert "key 2 differs between" in run.output and "diverged" in run.output
 
 
-ROLE_TASKS = 14  # task starts in one run of the keyrepo role (checked below)
+ROLE_TASKS = 13  # task starts in one run of the keyrepo role (checked below)
 
 
 def crash_and_resume(nodes, **crash):
+    """Crash a run as ``crash`` says, re-run; returns each node's primary index right after the crash."""
     run = nodes.rotate(callbacks=("crash_at",), expect_rc=None, **crash)
     assert run.killed, "not interrupted:\n" + run.output
+    primaries = dict((node, max(nodes.keys(node))) for node in nodes.nodes)
     nodes.rotate()
     assert nodes.consistent()
+    return primaries
 
 
 def test_role_crash_at_every_phase_then_rerun(tmp_path):
@@ -136,8 +185,15 @@ def test_role_crash_at_every_phase_then_rerun(tmp_path):
         promote_start = [i for i, name in enumerate(log.read_text().splitlines(), 1) if "(c) Promote" in name][0]
         crash_and_resume(nodes, env={"KEYOPS_CRASH_AT_TASK": str(promote_start),
                                      "KEYOPS_CRASH_AFTER_SECONDS": "0.9"})
+        # forks 1: inside the merged pass, when some nodes have promoted and purged and the others have not
+        # promoted yet (or are between the link and the new 0)
+        mixed = [crash_and_resume(nodes, args=["-f", "1"], env={"KEYOPS_CRASH_AT_TASK": str(promote_start),
+                                                                "KEYOPS_CRASH_AFTER_SECONDS": seconds})
+                 for seconds in ("1.0", "1.5", "2.0")]
     finally:
         counts = nodes.stop_watching()
     assert counts["false_rejections"] == 0 and counts["issue_failures"] == 0 and counts["validations"] > 100
     assert nodes.consistent()
     assert len(nodes.keys("ks0")) == 3
+    # at least one of those crashes left nodes at different primaries (the timing depends on the machine's load)
+    assert any(len(set(primaries.values())) > 1 for primaries in mixed), mixed
