@@ -90,7 +90,8 @@ class Lab:
                       {"name": "keystone-manage fernet_rotate", "ansible.builtin.command": {"argv": [
                           keystone_manage(), "--config-file", self.conf.path, "fernet_rotate", "--keystone-user",
                           str(os.getuid()), "--keystone-group", str(os.getgid())]}, "changed_when": True},
-                      {"name": "rsync -az --delete to every other node, one after the other",
+                      {"name": "rsync -az --delete to every other node, %s" % (
+                          "all at once" if parallel else "one after the other"),
                        "ansible.builtin.shell": {"cmd": "\n".join(push)}, "changed_when": True}]}]
         path = self.tmp_path / ("baseline-parallel.yml" if parallel else "baseline.yml")
         path.write_text(yaml.safe_dump(plays, width=10000))

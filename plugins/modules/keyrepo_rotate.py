@@ -93,9 +93,11 @@ options:
       - Pause between linking the promoted key to its new number and replacing C(0) (O(state=promoted) and
         O(state=rotated)). Keystone lists the directory and then opens each file; a process that listed just before
         the link and opens C(0) after the replacement would otherwise see neither name of the promoted key. That
-        takes keystone well under a millisecond; the race test needed 20 ms on a loaded machine.
+        takes keystone well under a millisecond, but a process can be held up in between: the race test needed
+        20 ms on a loaded machine, and a validator on a 2-core machine at load 18 took 0.77 s and missed the key
+        with the former default of 0.5. The pause closes the window only for processes held up less than it.
     type: float
-    default: 0.5
+    default: 2.0
   credential_migrate:
     description:
       - After a credential key promotion or rotation, keystone's credentials must be re-encrypted with
@@ -172,7 +174,7 @@ def main():
         new_staged_key=dict(type="str", no_log=True),
         sync_keys=dict(type="dict", no_log=True),
         purge=dict(type="bool", default=False),
-        settle_seconds=dict(type="float", default=0.5),
+        settle_seconds=dict(type="float", default=2.0),
         credential_migrate=dict(type="str", default="auto", choices=["auto", "always", "never"]),
         keystone_manage=dict(type="str", default="keystone-manage", no_log=False),
     ), supports_check_mode=True, required_if=[
