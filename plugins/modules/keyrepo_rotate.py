@@ -93,7 +93,7 @@ options:
       - Pause between linking the promoted key to its new number and replacing C(0) (O(state=promoted) and
         O(state=rotated)). Keystone lists the directory and then opens each file; a process that listed just before
         the link and opens C(0) after the replacement would otherwise see neither name of the promoted key. That
-        takes keystone well under a millisecond, but a process can be held up in between: the race test needed
+        takes keystone well under a millisecond, but a process can be held up in between - the race test needed
         20 ms on a loaded machine, and a validator on a 2-core machine at load 18 took 0.77 s and missed the key
         with the former default of 0.5. The pause closes the window only for processes held up less than it.
     type: float
