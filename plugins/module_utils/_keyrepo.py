@@ -13,7 +13,8 @@ change keeps every key present at every instant: a new file is written to a temp
 renamed into place (then the directory is fsynced); a promotion hard-links ``0`` to max+1 *before* the new
 ``0`` replaces it, and lets ``settle_seconds`` pass in between, because keystone lists the directory first and
 opens the files afterwards (measured: without the pause, about 1 validation in 1000 rotations still missed the
-key; a reader held up longer than the pause - 0.77 s on a 2-core machine at load 18 - still can).  The decisions are pure functions (``plan_*``); :class:`KeyRepo` does the I/O.
+key; a reader held up longer than the pause - 0.77 s on a 2-core machine at load 18 - still can).  The
+decisions are pure functions (``plan_*``); :class:`KeyRepo` does the I/O.
 """
 
 from __future__ import absolute_import, division, print_function
