@@ -118,11 +118,13 @@ class Lab:
             if watch:
                 time.sleep(0.5)  # let the validators see the settled state too
         finally:
-            if watch:
-                counts = self.nodes.stop_watching()
-                (self.tmp_path / "stop-watch").unlink()
-            sshnet.SshHosts.close_masters(control)
-            shutil.rmtree(control, ignore_errors=True)
+            try:
+                if watch:
+                    counts = self.nodes.stop_watching()
+                    (self.tmp_path / "stop-watch").unlink()
+            finally:
+                sshnet.SshHosts.close_masters(control)
+                shutil.rmtree(control, ignore_errors=True)
         if watch:
             for key in ("false_rejections", "validations", "issue_failures"):
                 self.counts.setdefault(side, {}).setdefault(key, []).append(counts[key])
