@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import yaml
 
@@ -42,6 +43,30 @@ class PlaybookRun:
     @property
     def changed_count(self):
         return sum(1 for entry in self.results if entry["result"].get("changed"))
+
+
+def kill_what_is_left(record_file):
+    """SIGKILL every process the crashed run left (they carry its KEYOPS_RECORD_FILE); returns how many.
+
+    ansible-core's workers start their own sessions (setsid), so killing the controller's process group leaves
+    them and the modules they run going - a module of the crashed run (or a module running inside a worker) would go on writing
+    in the middle of the re-run.  A crash of the controller's machine takes them all."""
+    marker = ("KEYOPS_RECORD_FILE=%s" % record_file).encode()
+    killed, quiet_scans = 0, 0
+    while quiet_scans < 3:
+        found = False
+        for pid in (name for name in os.listdir("/proc") if name.isdigit() and int(name) != os.getpid()):
+            try:
+                with open("/proc/%s/environ" % pid, "rb") as handle:
+                    if marker not in handle.read().split(b"\0"):
+                        continue
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                continue
+            found, killed = True, killed + 1
+        quiet_scans = 0 if found else quiet_scans + 1
+        time.sleep(0.05)
+    return killed
 
 
 def play(tasks, module_defaults=None, hosts="localhost", gather_facts=False):
@@ -89,8 +114,9 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
         killed = True
         os.killpg(proc.pid, signal.SIGKILL)
         stdout, stderr = proc.communicate()
-    if proc.returncode == -signal.SIGKILL:
+    if killed or proc.returncode == -signal.SIGKILL:
         killed = True
+        kill_what_is_left(record_path)
         # Module processes the controller started may outlive it: a crash kills them too.
         try:
             os.killpg(proc.pid, signal.SIGKILL)

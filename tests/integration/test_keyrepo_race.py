@@ -5,12 +5,11 @@ Validators use keystone's own key loader (re-read on every validation) in keysto
 
 import json
 import os
-import signal
 import subprocess
-import time
 
 from lab.keystone_lab import keystone_python
 
+from _ansible import kill_what_is_left
 from keyrepo_helpers import RACE, KeystoneNodes
 
 RESULTS = os.path.join(os.path.dirname(RACE), "..", "build", "test-results")
@@ -160,30 +159,6 @@ def test_diverged_repositories_are_refused(tmp_path):
 
 
 ROLE_TASKS = 13  # task starts in one run of the keyrepo role (checked below)
-
-
-def kill_what_is_left(record_file):
-    """SIGKILL every process the crashed run left (they carry its KEYOPS_RECORD_FILE); returns how many.
-
-    ansible-core's workers start their own sessions (setsid), so killing the controller's process group leaves
-    them and the modules they run going - with the 2 s settle pause, a module of the crashed run would write its
-    new staged key in the middle of the re-run.  A crash of the controller's machine takes them all."""
-    marker = ("KEYOPS_RECORD_FILE=%s" % record_file).encode()
-    killed, quiet_scans = 0, 0
-    while quiet_scans < 3:
-        found = False
-        for pid in (name for name in os.listdir("/proc") if name.isdigit() and int(name) != os.getpid()):
-            try:
-                with open("/proc/%s/environ" % pid, "rb") as handle:
-                    if marker not in handle.read().split(b"\0"):
-                        continue
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                continue
-            found, killed = True, killed + 1
-        quiet_scans = 0 if found else quiet_scans + 1
-        time.sleep(0.05)
-    return killed
 
 
 def crash_and_resume(nodes, **crash):
