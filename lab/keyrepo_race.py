@@ -111,6 +111,15 @@ def setup(nodes, keyrepo):
         repo.write(1, primary)
 
 
+def _agreed_staged_key(nodes, keyrepo):
+    """Every node's repository and keys, the staged key they all hold (the barrier), and the next staged key."""
+    repos = [keyrepo.KeyRepo(path) for path in nodes]
+    states = [repo.read() for repo in repos]
+    staged = {keyrepo.fingerprint(keys[0]) for keys in states}
+    assert len(staged) == 1, "staged keys differ: %s" % staged
+    return repos, states, staged.pop(), keyrepo.new_key()
+
+
 def rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds):
     """The keyrepo role's protocol: barrier on the staged key, promote everywhere, then purge everywhere.
 
@@ -118,12 +127,7 @@ def rotate_ours(nodes, keyrepo, max_active_keys, settle_seconds):
     here the links of all nodes come first, then one pause, then the new 0 on all nodes - the same order
     per node, in the same wall time.
     """
-    repos = [keyrepo.KeyRepo(path) for path in nodes]
-    states = [repo.read() for repo in repos]
-    staged = {keyrepo.fingerprint(keys[0]) for keys in states}
-    assert len(staged) == 1, "staged keys differ: %s" % staged
-    expect = staged.pop()
-    new_staged = keyrepo.new_key()
+    repos, states, expect, new_staged = _agreed_staged_key(nodes, keyrepo)
     plans = [keyrepo.plan_promote(keys, expect, keyrepo.fingerprint(new_staged)) for keys in states]
     for repo, actions in zip(repos, plans):
         repo.apply([a for a in actions if a[0] == "link"], {})
@@ -142,12 +146,7 @@ def rotate_merged(nodes, keyrepo, max_active_keys, settle_seconds, rng, unsafe=F
     primary.  ``unsafe`` purges one key more (down to max_active_keys - 1, so the previous primary goes too): what
     a wrong merged pass would do; the validators must catch it.
     """
-    repos = [keyrepo.KeyRepo(path) for path in nodes]
-    states = [repo.read() for repo in repos]
-    staged = {keyrepo.fingerprint(keys[0]) for keys in states}
-    assert len(staged) == 1, "staged keys differ: %s" % staged
-    expect = staged.pop()
-    new_staged = keyrepo.new_key()
+    repos, states, expect, new_staged = _agreed_staged_key(nodes, keyrepo)
     order = list(range(len(repos)))
     rng.shuffle(order)
     for index in order:
