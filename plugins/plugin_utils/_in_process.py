@@ -29,7 +29,9 @@ import tempfile
 from ansible import constants as C
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible.plugins.action.normal import ActionModule as OrdinaryAction
 from ansible.utils.vars import merge_hash
+from ansible.vars.clean import remove_internal_keys
 
 try:  # ansible-core 2.19+: the code the AnsiballZ wrapper itself runs a module with
     from ansible.module_utils import _internal as _module_internal
@@ -61,24 +63,17 @@ def why_not_in_process(transport, become, async_val, interpreter, controller_pyt
     return None
 
 
-class ActionModule(ActionBase):
-
-    _supports_check_mode = True
-    _supports_async = True
+class ActionModule(OrdinaryAction):
+    """ansible.builtin.normal (a separate module process), unless the task may run in the worker process."""
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
-        del tmp
         task_vars = task_vars or {}
         reason = self._why_not_in_process(task_vars)
-        if reason is None:
-            return merge_hash(result, self._execute_in_process(task_vars))
-        self._display.vvvv("keyops.lifecycle: %s runs as a separate module process: %s" % (self._task.action, reason))
-        wrap_async = self._task.async_val and not self._connection.has_native_async
-        result = merge_hash(result, self._execute_module(task_vars=task_vars, wrap_async=wrap_async))
-        if not wrap_async:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-        return result
+        if reason is not None:
+            self._display.vvvv("keyops.lifecycle: %s runs as a separate module process: %s" % (self._task.action, reason))
+            return super(ActionModule, self).run(tmp, task_vars)
+        result = ActionBase.run(self, tmp, task_vars)  # the checks every action makes, without normal's execution
+        return merge_hash(result, self._execute_in_process(task_vars))
 
     def _why_not_in_process(self, task_vars):
         host_vars = task_vars
@@ -111,7 +106,6 @@ class ActionModule(ActionBase):
                 shutil.rmtree(module_tmp, ignore_errors=True)
         data = self._parse_returned_data({"rc": rc, "stdout": stdout, "stderr": ""}, PROFILE)
         data.pop("_ansible_suppress_tmpdir_delete", None)
-        from ansible.vars.clean import remove_internal_keys  # pylint: disable=import-outside-toplevel
         remove_internal_keys(data)
         return data
 
