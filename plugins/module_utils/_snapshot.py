@@ -75,14 +75,24 @@ def _name_pattern(prefix):
 
 
 def snapshot_name(prefix, when, existing=()):
-    """``<prefix>-<UTC timestamp>.snap``; ``-2``, ``-3`` ... when that name is taken (pure)."""
-    base = "%s-%s" % (prefix, when.strftime(STAMP))
-    taken = set(existing)
-    name, sequence = base + SUFFIX, 1
-    while name in taken or name + SIDECAR_SUFFIX in taken:
-        sequence += 1
-        name = "%s-%d%s" % (base, sequence, SUFFIX)
-    return name
+    """``<prefix>-<UTC timestamp>.snap``; ``-2``, ``-3`` ... when that second already has snapshots (pure).
+
+    The sequence goes past the highest one of that second, not into a gap: retention may just have removed
+    ``<stamp>.snap``, and a new snapshot given that name would sort older than ``<stamp>-3.snap`` and be the
+    first one the next retention removes.
+    """
+    stamp = when.strftime(STAMP)
+    pattern = _name_pattern(prefix)
+    sequences = []
+    for name in existing:
+        if name.endswith(SIDECAR_SUFFIX):
+            name = name[:-len(SIDECAR_SUFFIX)]
+        match = pattern.match(name)
+        if match and match.group(1) == stamp:
+            sequences.append(int(match.group(2) or 1))
+    if not sequences:
+        return "%s-%s%s" % (prefix, stamp, SUFFIX)
+    return "%s-%s-%d%s" % (prefix, stamp, max(sequences) + 1, SUFFIX)
 
 
 def snapshots_newest_first(names, prefix):
@@ -269,7 +279,9 @@ def restore_message(sealed, cross_cluster, answered, address):
                 "snapshot's cluster; its root token is valid again, this cluster's old keys and tokens are not), "
                 "then wait until one of THIS cluster's nodes says sys/leader is_self before sending clients: until "
                 "the first election (~20 s on 3 nodes) the nodes forward requests to the snapshot's cluster if it "
-                "is reachable" % address)
+                "is reachable. A node that still says sealed: false a minute after the restore missed it (standbys apply a "
+                "restore on a best-effort basis): restart its service, then unseal it with the ORIGINAL keys too"
+                % address)
     if not answered:
         return ("restore sent to %s, but the node did not answer again within wait_timeout: check it (sys/seal-status, "
                 "its log) before sending clients" % address)

@@ -41,6 +41,16 @@ def test_names_sort_by_timestamp_and_collisions_get_a_sequence():
     names = [first, later, second, "other-20300101T000000Z.snap", "vault-20300101T000000Z.snap.json", "notes.txt",
              _snapshot.backup_name("vault", WHEN + datetime.timedelta(days=9))]
     assert _snapshot.snapshots_newest_first(names, "vault") == [later, second, first]
+    assert _snapshot.snapshot_name("vault", WHEN, [second + ".json"]) == "vault-20270102T030405Z-3.snap"
+
+
+def test_a_new_name_in_the_same_second_sorts_newest_even_after_retention_freed_a_lower_one():
+    # retention removed "<stamp>.snap"; "<stamp>-2" and "-3" remain: the next one is "-4", not "<stamp>.snap"
+    remaining = ["vault-20270102T030405Z-2.snap", "vault-20270102T030405Z-3.snap"]
+    name = _snapshot.snapshot_name("vault", WHEN, remaining)
+    assert name == "vault-20270102T030405Z-4.snap"
+    keep, remove = _snapshot.retention_plan(remaining + [name], "vault", 1)
+    assert keep == [name] and sorted(remove) == remaining
 
 
 def test_retention_keeps_the_newest_and_ignores_other_files():
@@ -136,6 +146,7 @@ def test_a_snapshot_of_another_cluster_needs_force():
 def test_restore_messages_tell_what_to_do_next():
     sealed = _snapshot.restore_message(True, True, True, "http://n1")
     assert "ORIGINAL unseal keys" in sealed and "is_self" in sealed and "forward" in sealed
+    assert "restart its service" in sealed  # a standby that missed the restore
     assert "did not answer" in _snapshot.restore_message(False, False, False, "http://n1")
     assert "restored data" in _snapshot.restore_message(False, False, True, "http://n1")
 
