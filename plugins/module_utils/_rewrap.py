@@ -633,7 +633,8 @@ def persistent_writers(dev, ino, proc="/proc", own_pid=None, window=SCAN_WINDOW,
                 del found[(pid, fd)]
             else:
                 found[(pid, fd)] = state[1]
-    waiting = flock_waiters(ino, proc) if exclude_flock_waiters else set()
+    # /proc/locks costs milliseconds of kernel time per read: only read it when someone holds the file open.
+    waiting = flock_waiters(ino, proc) if found and exclude_flock_waiters else set()
     pids = sorted(set(pid for pid, _fd in found if pid not in waiting))
     return [{"pid": pid, "command": command_of(pid, proc)} for pid in pids], hidden
 

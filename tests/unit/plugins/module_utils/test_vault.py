@@ -121,10 +121,35 @@ def test_bad_connection_options(kwargs, text):
 
 
 def test_skip_verify_env(monkeypatch):
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VAULT_SKIP_VERIFY", "true")
     assert VaultConnection("https://v", token="t").client.adapter._kwargs["verify"] is False
     monkeypatch.delenv("VAULT_SKIP_VERIFY")
     assert VaultConnection("https://v", token="t").client.adapter._kwargs["verify"] is True
+
+
+def test_ca_bundle_variables_replace_only_the_default_verify():
+    environ = {"REQUESTS_CA_BUNDLE": "/r.pem", "CURL_CA_BUNDLE": "/c.pem"}
+    assert _vault.environment_verify(True, environ) == "/r.pem"
+    assert _vault.environment_verify(True, {"CURL_CA_BUNDLE": "/c.pem"}) == "/c.pem"
+    assert _vault.environment_verify("/mine.pem", environ) == "/mine.pem"  # ca_cert wins
+    assert _vault.environment_verify(False, environ) is False  # validate_certs: false stays off
+    assert _vault.environment_verify(True, {"REQUESTS_CA_BUNDLE": ""}) is True
+
+
+def test_the_environment_is_read_once_unless_proxies_are_set(monkeypatch):
+    for name in _vault._REQUESTS_PROXY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/bundle.pem")
+    monkeypatch.delenv("VAULT_SKIP_VERIFY", raising=False)
+    plain = VaultConnection("https://v", token="t")
+    assert plain.client.adapter._kwargs["verify"] == "/bundle.pem"
+    assert plain.client.adapter.session.trust_env is False
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    proxied = VaultConnection("https://v", token="t")
+    assert proxied.client.adapter.session.trust_env is True  # requests resolves proxies (and no_proxy) per request
+    assert proxied.client.adapter._kwargs["verify"] is True
 
 
 def test_every_secret_option_is_no_log():
