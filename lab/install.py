@@ -16,19 +16,19 @@ def install_vars(base, keys_file=None, node_id="node1", **extra):
     port, cluster_port = _process.free_port(), _process.free_port()
     data = {
         "vault_install_hosts": "localhost",
-        "vault_manage_user": False, "vault_user": "root", "vault_group": "root",
-        "vault_binary_src": bao_binary(), "vault_bin_dir": os.path.join(base, "bin"),
-        "vault_config_dir": os.path.join(base, "etc"), "vault_data_dir": os.path.join(base, "data"),
-        "vault_log_dir": os.path.join(base, "log"), "vault_run_dir": os.path.join(base, "run"),
-        "vault_service_manager": "process",
-        "vault_listener": {"address": "127.0.0.1:%d" % port, "cluster_address": "127.0.0.1:%d" % cluster_port,
+        "vault_server_manage_user": False, "vault_server_user": "root", "vault_server_group": "root",
+        "vault_server_binary_src": bao_binary(), "vault_server_bin_dir": os.path.join(base, "bin"),
+        "vault_server_config_dir": os.path.join(base, "etc"), "vault_server_data_dir": os.path.join(base, "data"),
+        "vault_server_log_dir": os.path.join(base, "log"), "vault_server_run_dir": os.path.join(base, "run"),
+        "vault_server_service_manager": "process",
+        "vault_server_listener": {"address": "127.0.0.1:%d" % port, "cluster_address": "127.0.0.1:%d" % cluster_port,
                            "tls_disable": True},
-        "vault_storage": {"type": "raft", "node_id": node_id, "path": os.path.join(base, "data", "raft")},
+        "vault_server_storage": {"type": "raft", "node_id": node_id, "path": os.path.join(base, "data", "raft")},
         "vault_keys_file": keys_file or os.path.join(base, "secrets", "init.json"),
         "vault_secret_shares": 3, "vault_secret_threshold": 2,
     }
     data.update(extra)
-    _process.private_dir(data["vault_bin_dir"])
+    _process.private_dir(data["vault_server_bin_dir"])
     return data
 
 
@@ -41,11 +41,11 @@ def write_install_vars(base, **extra):
 
 
 def server_address(data):
-    return "http://%s" % data["vault_listener"]["address"]
+    return "http://%s" % data["vault_server_listener"]["address"]
 
 
 def stop_server(data):
-    pid_file = os.path.join(data["vault_run_dir"], "openbao.pid")
+    pid_file = os.path.join(data["vault_server_run_dir"], "openbao.pid")
     if os.path.exists(pid_file):
         with open(pid_file) as handle:
             _process.stop_pid(int(handle.read().strip()))
@@ -65,7 +65,7 @@ def cluster_inventory(base, nodes=3, **extra):
         hosts[name].pop("vault_install_hosts")
         hosts[name]["ansible_connection"] = "local"
     for name, data in hosts.items():
-        data["vault_storage"]["retry_join"] = [server_address(other) for other_name, other in hosts.items()
+        data["vault_server_storage"]["retry_join"] = [server_address(other) for other_name, other in hosts.items()
                                                if other_name != name]
     _process.private_dir(base)
     path = os.path.join(base, "inventory.json")

@@ -34,7 +34,7 @@ ansible-playbook -i "$demo_dir/hosts.ini" "$(playbook vault_install)" -e "@$inst
   || { cat "$demo_dir/install.log"; exit 1; }
 grep -A2 "PLAY RECAP" "$demo_dir/install.log"
 keys_file=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["vault_keys_file"])' "$install_vars")
-VAULT_ADDR=$(python -c 'import json,sys; print("http://" + json.load(open(sys.argv[1]))["vault_listener"]["address"])' "$install_vars")
+VAULT_ADDR=$(python -c 'import json,sys; print("http://" + json.load(open(sys.argv[1]))["vault_server_listener"]["address"])' "$install_vars")
 export VAULT_ADDR
 VAULT_TOKEN=$(python -c 'import json,sys; print(json.load(open(sys.argv[1]))["root_token"])' "$keys_file")
 export VAULT_TOKEN

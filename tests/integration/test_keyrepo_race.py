@@ -50,7 +50,7 @@ def test_merged_promote_and_purge_has_no_false_rejections_and_the_harness_sees_a
 
 
 def test_rsync_baseline_rejects_valid_tokens(tmp_path):
-    """keystone's rotation on one node + rsync -a --delete to the others: the seed's false 401s."""
+    """keystone's rotation on one node + rsync -a --delete to the others: the false 401s of the keystone rsync race."""
     baseline = race(tmp_path, "baseline", 40)
     assert baseline["false_rejections"] > 0, baseline
 

@@ -27,7 +27,7 @@ def install(tmp_path, data, name):
 
 def crash_and_reinstall(tmp_path, data):
     """SIGKILL the server, run the playbook again: it must come back unsealed without any key fed."""
-    pid_file = os.path.join(data["vault_run_dir"], "openbao.pid")
+    pid_file = os.path.join(data["vault_server_run_dir"], "openbao.pid")
     os.kill(int(open(pid_file).read()), signal.SIGKILL)
     time.sleep(0.5)
     run = install(tmp_path, data, "again")
@@ -50,7 +50,7 @@ def test_transit_seal_recovery_keys_and_restart(tmp_path):
             'path "transit/encrypt/autounseal" { capabilities = ["update"] }\n'
             'path "transit/decrypt/autounseal" { capabilities = ["update"] }\n'))
         seal_token = root.auth.token.create(policies=["autounseal"], period="24h")["auth"]["client_token"]
-        data = lab_install.install_vars(str(tmp_path / "node"), vault_seal={
+        data = lab_install.install_vars(str(tmp_path / "node"), vault_server_seal={
             "type": "transit", "address": unsealer.address, "token": seal_token, "key_name": "autounseal",
             "mount_path": "transit/"})
         try:
@@ -70,10 +70,10 @@ def test_awskms_seal_on_moto_with_openbao_262(tmp_path):
     with MotoKMSServer(str(tmp_path / "moto")) as kms:
         key_id = kms.create_key("openbao auto-unseal")
         data = lab_install.install_vars(
-            str(tmp_path / "node"), vault_binary_src=versioned_binary("2.6.2"),
-            vault_seal={"type": "awskms", "region": FAKE_CREDENTIALS["AWS_REGION"], "kms_key_id": key_id,
+            str(tmp_path / "node"), vault_server_binary_src=versioned_binary("2.6.2"),
+            vault_server_seal={"type": "awskms", "region": FAKE_CREDENTIALS["AWS_REGION"], "kms_key_id": key_id,
                         "endpoint": kms.endpoint},
-            vault_service_environment=FAKE_CREDENTIALS)
+            vault_server_service_environment=FAKE_CREDENTIALS)
         try:
             install(tmp_path, data, "first")
             keys = json.loads(open(data["vault_keys_file"]).read())
@@ -88,7 +88,7 @@ def test_awskms_seal_on_moto_with_openbao_262(tmp_path):
 
 def preflight_seal_check(tmp_path, data, root_token):
     """The upgrade preflight on this 2.6.2 server: built-in awskms seal -> broken for 2.7.x, ok for 2.6.x."""
-    config_file = os.path.join(data["vault_config_dir"], "openbao.hcl")
+    config_file = os.path.join(data["vault_server_config_dir"], "openbao.hcl")
     env = {"VAULT_ADDR": lab_install.server_address(data), "VAULT_TOKEN": root_token}
     for target, expected in (("2.7.2", "broken"), ("2.6.1", "ok")):
         playbook = tmp_path / ("preflight-%s.yml" % target)

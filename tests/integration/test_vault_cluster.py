@@ -42,7 +42,7 @@ def test_three_node_raft_cluster_survives_a_killed_node(tmp_path):
             name="survivor", plaintext="aGVsbG8=", mount_point="transit")["data"]["ciphertext"]
 
         # node2 crashes (SIGKILL); the playbook brings it back and unseals it.
-        pid_file = os.path.join(hosts["node2"]["vault_run_dir"], "openbao.pid")
+        pid_file = os.path.join(hosts["node2"]["vault_server_run_dir"], "openbao.pid")
         os.kill(int(open(pid_file).read()), signal.SIGKILL)
         time.sleep(1)
         rerun = ansible_playbook(PLAYBOOK, tmp_path / "rerun.jsonl", inventory=inventory,

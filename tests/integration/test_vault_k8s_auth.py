@@ -80,14 +80,14 @@ def wait_for_review(clusters, code, caller, timeout=5):
     return False
 
 
-def test_seed_003_cross_cluster_login_breaks_without_reviewer_jwt(ansible, clusters, tmp_path):
+def test_cross_cluster_login_after_an_upgrade_breaks_without_reviewer_jwt(ansible, clusters, tmp_path):
     with vault_in(clusters, "blue", tmp_path) as server:
         mount = "kubernetes-green-" + uuid.uuid4().hex[:6]
         first = configure(ansible, server, clusters, mount)
         assert first.task("auth")["config"]["token_reviewer_jwt_set"] is False
         assert first.task("auth")["config"]["disable_local_ca_jwt"] is False
         token, error = green_login(server, clusters, mount)
-        # OpenBao: 403 permission denied, nothing more for the pod - exactly the seed
+        # OpenBao: 403 permission denied, nothing more for the pod - exactly what operators saw after the upgrade
         assert token is None and isinstance(error, hvac.exceptions.Forbidden), error
         # ...because green's TokenReview API saw blue's service-account token and refused it
         assert wait_for_review(clusters, 401, "system:serviceaccount:vault:vault")

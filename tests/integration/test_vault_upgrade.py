@@ -34,7 +34,7 @@ def started(hosts):
     """Each server's pid and process start time (clock ticks since boot): a restart changes both."""
     out = {}
     for name, data in hosts.items():
-        with open(os.path.join(data["vault_run_dir"], "openbao.pid")) as handle:
+        with open(os.path.join(data["vault_server_run_dir"], "openbao.pid")) as handle:
             pid = int(handle.read().strip())
         with open("/proc/%d/stat" % pid) as handle:
             out[name] = (pid, int(handle.read().rsplit(")", 1)[1].split()[19]))
@@ -52,14 +52,14 @@ def process_start_epoch(pid):
 
 def upgrade(tmp_path, inventory, binary, name, *extra, expect_rc=None):
     return ansible_playbook(UPGRADE, tmp_path / ("%s.jsonl" % name), inventory=inventory, expect_rc=expect_rc,
-                            args=["-e", "vault_install_hosts=vault", "-e", "vault_binary_src=%s" % binary,
+                            args=["-e", "vault_install_hosts=vault", "-e", "vault_server_binary_src=%s" % binary,
                                   "-e", "vault_upgrade_snapshot_dir=%s" % (tmp_path / "snapshots"),
                                   "-e", "vault_upgrade_report_dir=%s" % (tmp_path / "reports")] + list(extra))
 
 
 def test_rolling_upgrade_261_to_current_with_preflight_snapshot_and_downgrade_refusal(tmp_path):
     old = versioned_binary("2.6.1")
-    inventory, hosts = lab_install.cluster_inventory(str(tmp_path / "cluster"), vault_binary_src=old)
+    inventory, hosts = lab_install.cluster_inventory(str(tmp_path / "cluster"), vault_server_binary_src=old)
     try:
         ansible_playbook(INSTALL, tmp_path / "install.jsonl", inventory=inventory,
                          args=["-e", "vault_install_hosts=vault"], expect_rc=0)

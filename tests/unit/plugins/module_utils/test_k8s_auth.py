@@ -45,7 +45,7 @@ def test_plan_role():
         ka.plan_role(None, {"token_policies": ["p"]})
 
 
-def test_assess_seed_003():
+def test_assess_cross_cluster_login_after_an_upgrade():
     assert ka.assess(config(), vault_cluster_host="https://blue:6443")[0] == "at risk"
     status, reasons, fix = ka.assess(config(), vault_cluster_host=None)
     assert status == "at risk" and "outside any cluster" in reasons[0] and fix == {"disable_local_ca_jwt": True}
