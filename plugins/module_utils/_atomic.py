@@ -28,7 +28,8 @@ def fsync_directory(directory):
 def ensure_private_directory(directory):
     """Create ``directory`` (and parents) 0700 when missing; an existing one is left as it is."""
     if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
+        # exist_ok: several keys of one bulk task may back up into the same new directory at once
+        os.makedirs(directory, 0o700, exist_ok=True)
 
 
 class AtomicFile:

@@ -77,15 +77,21 @@ def keys_document(answer, params):
     return document
 
 
+def refuse_existing_keys_file(path, overwrite=False):
+    """The absolute path, unless a file is there already (checked before init, also in check mode)."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise VaultModuleError(
+            "keys_file %s already exists and the server is not initialised: it probably holds the keys of "
+            "another server. Move it away (or set overwrite_keys_file) and re-run; nothing was done" % path)
+    return path
+
+
 class KeysFile:
     """Open the keys file's temporary twin (0600) before init; commit it (fsync + rename) after."""
 
     def __init__(self, path, overwrite=False):
-        self.path = os.path.abspath(path)
-        if os.path.exists(self.path) and not overwrite:
-            raise VaultModuleError(
-                "keys_file %s already exists and the server is not initialised: it probably holds the keys of "
-                "another server. Move it away (or set overwrite_keys_file) and re-run; nothing was done" % self.path)
+        self.path = refuse_existing_keys_file(path, overwrite)
         self.writer = _atomic.AtomicFile(self.path, mode=0o600, make_dirs=True)
         try:
             self.writer.open()

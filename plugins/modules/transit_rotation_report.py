@@ -38,7 +38,9 @@ options:
     type: str
     default: rotation-report
   mode:
-    description: Mode of the report files.
+    description:
+      - Mode of the report files - an octal string like V('0640'), or an integer mode as
+        M(ansible.builtin.file) takes it (YAML reads an unquoted C(0640) as that integer).
     type: raw
     default: "0640"
 author:
@@ -86,14 +88,21 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    try:
-        mode = int(str(params["mode"]), 8)
-    except ValueError:
-        module.fail_json(msg="mode must be an octal string like '0640' (got %r)" % params["mode"])
+    # As ansible.builtin.file: an integer is the mode itself (YAML reads 0640 as 416), a string is octal digits.
+    mode = params["mode"] if isinstance(params["mode"], int) and not isinstance(params["mode"], bool) else None
+    if mode is None:
+        try:
+            mode = int(str(params["mode"]), 8)
+        except ValueError:
+            module.fail_json(msg="mode must be an octal string like '0640' (got %r)" % params["mode"])
+    if not 0 <= mode <= 0o7777:
+        module.fail_json(msg="mode must be between 0000 and 7777 octal (got %r)" % params["mode"])
     try:
         markdown = report_markdown(params["results"])
-    except (KeyError, TypeError) as exc:
-        module.fail_json(msg="results are not transit_rotation_results (missing %s)" % exc)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        problem = "missing %s" % exc if isinstance(exc, KeyError) else "%s: %s" % (type(exc).__name__, exc)
+        module.fail_json(msg="results are not transit_rotation_results (%s); pass the transit_rotation role's "
+                             "records" % problem)
     contents = {
         os.path.join(params["path"], params["name"] + ".json"): to_bytes(json.dumps(params["results"], indent=2) + "\n"),
         os.path.join(params["path"], params["name"] + ".md"): to_bytes(markdown),

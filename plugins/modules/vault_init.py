@@ -128,6 +128,8 @@ def main():
             return dict(changed=False, initialized=True)
         _server.validate_init(params)
         if module.check_mode:
+            if params["keys_file"]:
+                _server.refuse_existing_keys_file(params["keys_file"], params["overwrite_keys_file"])
             return dict(changed=True, initialized=True)
         keys_file = _server.KeysFile(params["keys_file"], params["overwrite_keys_file"]) if params["keys_file"] else None
         try:

@@ -105,16 +105,12 @@ def test_a_path_that_is_a_file_is_explained(tmp_path):
     assert result["failed"] and result["msg"].startswith("cannot write the report %s" % (tmp_path / "reports"))
 
 
-@pytest.mark.xfail(strict=True, reason="a census that is not a mapping (a list) ends in AttributeError in "
-                                       "report_markdown, which the module does not catch: a traceback")
 def test_a_census_of_the_wrong_type_is_explained(tmp_path):
     bad = entry(consumers=[dict(entry()["consumers"][0], census_before=["2", "5"])])
     result = run(tmp_path, [bad])
     assert result["failed"] and "results are not transit_rotation_results" in result["msg"]
 
 
-@pytest.mark.xfail(strict=True, reason="an integer mode (YAML `mode: 0640` arrives as 416) is read as the octal "
-                                       "digits of its decimal form: the files get mode 0416 instead of 0640")
 def test_an_integer_mode_is_the_mode_itself(tmp_path):
     run(tmp_path, [entry()], mode=0o640)
     assert stat.S_IMODE(os.stat(tmp_path / "reports" / "rotation-report.json").st_mode) == 0o640

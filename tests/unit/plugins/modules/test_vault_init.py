@@ -141,8 +141,6 @@ def test_check_mode_still_refuses_impossible_shares(uninitialised, tmp_path):
     assert result["failed"] and "secret_threshold" in result["msg"]
 
 
-@pytest.mark.xfail(strict=True, reason="check mode does not look at keys_file: it predicts success where the real "
-                                       "run fails with 'keys_file ... already exists'")
 def test_check_mode_predicts_the_existing_keys_file_refusal(uninitialised, tmp_path):
     keys_file = tmp_path / "init.json"
     keys_file.write_text("another server's keys")

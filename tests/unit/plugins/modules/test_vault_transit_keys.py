@@ -98,9 +98,6 @@ def test_trims_back_up_each_key_into_the_directory(fake_transit, fake_vault, vau
     assert_not_in_result(result, "KEY-MATERIAL", *blobs)
 
 
-@pytest.mark.xfail(strict=True, reason="backups of several keys into a backup_path that does not exist yet race in "
-                                       "_atomic.ensure_private_directory (isdir, then makedirs): one key fails with "
-                                       "'[Errno 17] File exists' while the others are trimmed")
 def test_concurrent_backups_create_the_missing_directory_once(fake_transit, vault_args, tmp_path, monkeypatch):
     for name in ("kasten", "payroll"):
         fake_transit.add_key(name, versions=3, exportable=True, allow_plaintext_backup=True,
