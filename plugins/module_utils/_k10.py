@@ -287,7 +287,7 @@ class PasskeyRunner:
 
     def _wait_ready(self, name, usenow):
         ok, passkey = self.wait_for(lambda: self.k10.passkey(name),
-                                    lambda p: p is None or failed(p) or ready(p, usenow), self.params["timeout"])
+                                    lambda p: p is None or failed(p) or ready(p, usenow), self.params["wait_timeout"])
         if passkey is None:
             raise K8sModuleError("passkey %s disappeared while waiting for K10 to take it" % name,
                                  actions=self.actions)
@@ -296,7 +296,7 @@ class PasskeyRunner:
                                  passkey=summary(passkey))
         if not ok:
             raise K8sModuleError("passkey %s was not %s within %ss (status: %s)"
-                                 % (name, "in use" if usenow else "valid", self.params["timeout"],
+                                 % (name, "in use" if usenow else "valid", self.params["wait_timeout"],
                                     passkey.get("status") or "none yet"), actions=self.actions,
                                  passkey=summary(passkey))
         return passkey
@@ -317,9 +317,9 @@ class PasskeyRunner:
         if self.check_mode:
             return
         self.k10.delete_passkey(name)
-        ok, _passkey = self.wait_for(lambda: self.k10.passkey(name), lambda p: p is None, self.params["timeout"])
+        ok, _passkey = self.wait_for(lambda: self.k10.passkey(name), lambda p: p is None, self.params["wait_timeout"])
         if not ok:
-            raise K8sModuleError("passkey %s still exists %ss after it was deleted" % (name, self.params["timeout"]),
+            raise K8sModuleError("passkey %s still exists %ss after it was deleted" % (name, self.params["wait_timeout"]),
                                  actions=self.actions)
 
     def present(self):
@@ -433,11 +433,11 @@ class MigrationRunner:
             return result
         ok, action = self.wait_for(lambda: self.destination.run_action(namespace, action_name),
                                    lambda a: (a.get("status") or {}).get("state") in FINAL_STATES,
-                                   self.params["timeout"])
+                                   self.params["wait_timeout"])
         view = result["action"] = action_view(action)
         if not ok:
             raise K8sModuleError("the import %s did not finish within %ss (state %s)"
-                                 % (action_name, self.params["timeout"], view["state"]), action=view)
+                                 % (action_name, self.params["wait_timeout"], view["state"]), action=view)
         if view["state"] != "Complete":
             string_was_current = True if source_name else None
             case = classify_failure(view["error"], string_was_current)
@@ -484,12 +484,12 @@ def rotated_passkey_name(prefix, version):
 
 def rotate_passkeys(k10, params, check_mode, wait_for):
     """Step 2 of the K10 transit-key rotation for K10: a passkey at the latest version, in use, then the older ones deleted."""
-    key_name, path, version = params["vault_transit_key_name"], params["vault_transit_path"], params["key_version"]
+    key_name, path, version = params["name"], params["mount"], params["key_version"]
     before, _min_before, _error = vault_passkey_census(k10.passkeys(), key_name, path)
     new_name = rotated_passkey_name(params["passkey_prefix"], version)
     runner = PasskeyRunner(k10, dict(name=new_name, vault_transit_key_name=key_name, vault_transit_path=path,
                                      aws_cmk_key_id=None, passphrase_secret=None, usenow=True,
-                                     transit_key_version=version, wait=True, timeout=params["timeout"],
+                                     transit_key_version=version, wait=True, wait_timeout=params["wait_timeout"],
                                      replace=False), check_mode, wait_for)
     runner.present()
     for old in vault_passkeys(k10.passkeys(), key_name, path):

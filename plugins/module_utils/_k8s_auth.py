@@ -150,7 +150,7 @@ def seconds_left(jwt, now=None):
     """Seconds until a JWT's ``exp``; None without ``exp``."""
     claims = jwt_claims(jwt)
     if not claims:
-        raise VaultModuleError("a reviewer JWT given in reviewer_jwts is not a JWT")
+        raise VaultModuleError("a reviewer JWT given in token_reviewer_jwts is not a JWT")
     if "exp" not in claims:
         return None
     return int(claims["exp"] - (now if now is not None else time.time()))

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible.module_utils import basic
+from ansible.module_utils.common.validation import check_type_dict
 
 
 def _given(params, name, spec):
@@ -25,6 +26,15 @@ def _given(params, name, spec):
 
 def _expected(spec):
     return "a dictionary with the options %s" % ", ".join(sorted(spec["options"]))
+
+
+def _unparsable(value):
+    """True when ansible-core could not read the string as a dictionary (JSON or key=value)."""
+    try:
+        check_type_dict(value)
+    except (TypeError, ValueError):
+        return True
+    return False
 
 
 def shape_problems(argument_spec, params, prefix=""):
@@ -46,10 +56,15 @@ def shape_problems(argument_spec, params, prefix=""):
                     problems.extend(shape_problems(spec["options"], element, label + "."))
                 elif not isinstance(element, str):  # a string is parsed as JSON or key=value by ansible-core
                     problems.append("%s must be %s, not %s" % (label, _expected(spec), type(element).__name__))
+                elif _unparsable(element):
+                    problems.append("%s must be %s, not a string that is neither JSON nor key=value"
+                                    % (label, _expected(spec)))
         elif isinstance(value, dict):
             problems.extend(shape_problems(spec["options"], value, where + "."))
         elif not isinstance(value, str):
             problems.append("%s must be %s, not %s" % (where, _expected(spec), type(value).__name__))
+        elif _unparsable(value):  # ansible-core's own message would not name the option
+            problems.append("%s must be %s, not a string that is neither JSON nor key=value" % (where, _expected(spec)))
     return problems
 
 

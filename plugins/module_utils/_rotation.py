@@ -251,7 +251,7 @@ def decide(rotation_plan, step1_keys, records):
                        "min_encryption_version": max(min_decryption, state["min_encryption_version"]),
                        "min_available_version": min_decryption}
             if key.get("trim_without_backup"):
-                request["irreversible_ok"] = True
+                request["allow_data_loss"] = True
             elif not (state.get("exportable") and state.get("allow_plaintext_backup")):
                 # No backup can be taken first and nobody said the versions may go: not trimmed (the role fails
                 # before step 4 naming the key and both ways out).

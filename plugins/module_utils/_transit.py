@@ -162,7 +162,7 @@ def _drop_versions_below(key, version):
 
 def _guard(ops, name, operation, key, backups, desired):
     """Before an irreversible operation: a backup operation, or the acknowledgement, or a refusal."""
-    coverage = check_destruction(name, operation, key, backups, desired.get("irreversible_ok"))
+    coverage = check_destruction(name, operation, key, backups, desired.get("allow_data_loss"))
     if coverage == "backup":
         ops.append(("backup", {}, "backed up versions %d-%d before the %s" % (
             max(1, key["min_available_version"]), key["latest_version"], operation)))
@@ -174,7 +174,7 @@ def plan_transit_key(current, desired, now, backups=None):
 
     ``current``: :func:`normalize_key` output or None.  ``desired``: the module's parameters.
     ``backups``: :class:`_transit_backup.BackupSettings` (or None): a trim or delete of a key that allows
-    backups is preceded by a ``backup`` operation; without one it needs ``desired["irreversible_ok"]``.
+    backups is preceded by a ``backup`` operation; without one it needs ``desired["allow_data_loss"]``.
     Returns ``(operations, predicted)``: a list of ``(operation, payload, action)`` with
     operation one of create/rotate/config/trim/delete and ``action`` a secret-free sentence
     for the result, and the key as it will read afterwards (None when deleted).  Raises :class:`TransitPlanError` before anything is sent.

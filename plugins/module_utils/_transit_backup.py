@@ -200,7 +200,7 @@ class BackupSettings:
                 "first_version": summary["first_version"], "last_version": summary["latest_version"]}
 
 
-def check_destruction(name, operation, key, settings, irreversible_ok):
+def check_destruction(name, operation, key, settings, allow_data_loss):
     """Decide how an irreversible operation (trim, delete) is covered (pure).
 
     Returns ``"backup"`` (a backup is taken first) or ``"irreversible"`` (acknowledged, no backup); raises
@@ -208,7 +208,7 @@ def check_destruction(name, operation, key, settings, irreversible_ok):
     """
     if backup_allowed(key) and settings is not None and settings.path:
         return "backup"
-    if irreversible_ok:
+    if allow_data_loss:
         return "irreversible"
     what = {"trim": "trim transit key %r (destroying versions below the new min_available_version)",
             "delete": "delete transit key %r (destroying every version)"}[operation] % name
@@ -216,12 +216,12 @@ def check_destruction(name, operation, key, settings, irreversible_ok):
         raise TransitBackupError(
             "refusing to %s without a backup: the key allows backups, so give backup_path (a directory or file "
             "for a 0600 backup; with backup_gpg_recipient/backup_gpg_key_file it is GPG-encrypted), or set "
-            "irreversible_ok: true to do it without one" % what)
+            "allow_data_loss: true to do it without one" % what)
     raise TransitBackupError(
         "refusing to %s: the key does not allow backups (exportable=%s, allow_plaintext_backup=%s), so this cannot "
         "be undone. Either make it backup-able first (exportable: true and allow_plaintext_backup: true - both "
         "one-way, they expose the key material to whoever may read <mount>/backup or <mount>/export) and give "
-        "backup_path, or set irreversible_ok: true to acknowledge that the versions are lost for good"
+        "backup_path, or set allow_data_loss: true to acknowledge that the versions are lost for good"
         % (what, key.get("exportable"), key.get("allow_plaintext_backup")))
 
 

@@ -174,7 +174,7 @@ EXAMPLES = r"""
   keyops.lifecycle.vault_transit_key:
     name: payments
     min_decryption_version: "{{ census.oldest_version_in_use }}"
-    in_use_min_version: "{{ census.oldest_version_in_use }}"
+    oldest_version_in_use: "{{ census.oldest_version_in_use }}"
   when: census.oldest_version_in_use is not none
 
 - name: Split one big table into three ranges ...

@@ -78,10 +78,13 @@ options:
     description: Wait for the import's final state and fail, with the diagnosis, unless it completed.
     type: bool
     default: true
-  timeout:
-    description: Seconds to wait for the import.
+  wait_timeout:
+    description:
+      - Seconds to wait for the import (with O(wait=true)).
+      - The alias O(timeout) is deprecated and will be removed in 2.0.0.
     type: int
     default: 600
+    aliases: [timeout]
 author:
   - keyops developers (@keyops)
 """
@@ -138,7 +141,8 @@ def main():
             policy=dict(type="str", required=True), namespace=dict(type="str", default="kasten-io"))),
         run=dict(type="bool", default=False),
         wait=dict(type="bool", default=True),
-        timeout=dict(type="int", default=600),
+        wait_timeout=dict(type="int", default=600, aliases=["timeout"], deprecated_aliases=[
+            dict(name="timeout", version="2.0.0", collection_name="keyops.lifecycle")]),
     )
     module = AnsibleModule(**checked_suboptions(dict(
         argument_spec=argument_spec, supports_check_mode=True,

@@ -71,10 +71,13 @@ options:
     description: Wait until K10 has taken the passkey (valid, and in use with O(usenow)), or until it is gone.
     type: bool
     default: true
-  timeout:
-    description: Seconds to wait.
+  wait_timeout:
+    description:
+      - Seconds to wait (with O(wait=true)).
+      - The alias O(timeout) is deprecated and will be removed in 2.0.0.
     type: int
     default: 120
+    aliases: [timeout]
   replace:
     description: Replace a passkey whose spec differs (stand-in first, then delete and recreate).
     type: bool
@@ -131,7 +134,8 @@ def main():
         usenow=dict(type="bool", default=False),
         transit_key_version=dict(type="int", no_log=False),
         wait=dict(type="bool", default=True),
-        timeout=dict(type="int", default=120),
+        wait_timeout=dict(type="int", default=120, aliases=["timeout"], deprecated_aliases=[
+            dict(name="timeout", version="2.0.0", collection_name="keyops.lifecycle")]),
         replace=dict(type="bool", default=False),
     )
     module = AnsibleModule(**checked_suboptions(dict(

@@ -28,22 +28,31 @@ options:
     description: Passkeys are named C(<passkey_prefix>-v<version>).
     type: str
     required: true
-  vault_transit_key_name:
-    description: The transit key.
+  name:
+    description:
+      - Name of the transit key whose passkeys are rotated (as in the other consumer modules).
+      - The alias O(vault_transit_key_name) is deprecated and will be removed in 2.0.0.
     type: str
     required: true
-  vault_transit_path:
-    description: The transit mount.
+    aliases: [vault_transit_key_name]
+  mount:
+    description:
+      - Path the transit secrets engine is mounted at.
+      - The alias O(vault_transit_path) is deprecated and will be removed in 2.0.0.
     type: str
     default: transit
+    aliases: [vault_transit_path]
   key_version:
     description: The key's latest version (after rotating it).
     type: int
     required: true
-  timeout:
-    description: Seconds to wait for K10 to take the new passkey and to remove an old one.
+  wait_timeout:
+    description:
+      - Seconds to wait for K10 to take the new passkey and to remove an old one.
+      - The alias O(timeout) is deprecated and will be removed in 2.0.0.
     type: int
     default: 120
+    aliases: [timeout]
 author:
   - keyops developers (@keyops)
 """
@@ -53,7 +62,7 @@ EXAMPLES = r"""
   keyops.lifecycle.k10_passkey_rotate:
     context: prod
     passkey_prefix: vault-k10
-    vault_transit_key_name: k10
+    name: k10
     key_version: 4
 """
 
@@ -104,10 +113,13 @@ def main():
     module = AnsibleModule(argument_spec=dict(
         K8S_CONNECTION_ARGSPEC,
         passkey_prefix=dict(type="str", required=True, no_log=False),
-        vault_transit_key_name=dict(type="str", required=True, no_log=False),
-        vault_transit_path=dict(type="str", default="transit"),
+        name=dict(type="str", required=True, no_log=False, aliases=["vault_transit_key_name"], deprecated_aliases=[
+            dict(name="vault_transit_key_name", version="2.0.0", collection_name="keyops.lifecycle")]),
+        mount=dict(type="str", default="transit", aliases=["vault_transit_path"], deprecated_aliases=[
+            dict(name="vault_transit_path", version="2.0.0", collection_name="keyops.lifecycle")]),
         key_version=dict(type="int", required=True, no_log=False),
-        timeout=dict(type="int", default=120),
+        wait_timeout=dict(type="int", default=120, aliases=["timeout"], deprecated_aliases=[
+            dict(name="timeout", version="2.0.0", collection_name="keyops.lifecycle")]),
     ), supports_check_mode=True)
     run_k8s_module(module, lambda client: rotate_passkeys(K10(client), module.params, module.check_mode, wait_for))
 

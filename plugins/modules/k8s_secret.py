@@ -155,6 +155,11 @@ def main():
             return {"changed": current is not None, "changed_keys": [], "secret": {},
                     "diff": {"before": view(current, params), "after": {}}}
         values = dict(params["string_data"] or {})
+        not_text = sorted(key for key, value in values.items()
+                          if value is None or isinstance(value, (dict, list)))
+        if not_text:  # written as the text "None" or a Python repr otherwise
+            raise K8sModuleError("string_data values must be strings; %s %s not (values are never shown)"
+                                 % (", ".join(not_text), "is" if len(not_text) == 1 else "are"))
         values.update(read_files())
         body, changed, removed = plan(current, encoded(values), params)
         after = current

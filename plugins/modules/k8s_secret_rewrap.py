@@ -56,10 +56,13 @@ options:
     description: Bearer token for the API server. Defaults to E(K8S_AUTH_API_KEY). Never logged.
     type: str
   kube_ca_cert:
-    description: CA bundle for the API server. Defaults to E(K8S_AUTH_SSL_CA_CERT).
+    description:
+      - CA bundle for the API server. Defaults to E(K8S_AUTH_SSL_CA_CERT).
+      - O(ca_cert) is the Vault server's; the Kubernetes options whose names Vault's options already take have
+        the C(kube_) prefix.
     type: path
   kube_validate_certs:
-    description: Verify the API server's certificate. Defaults to E(K8S_AUTH_VERIFY_SSL).
+    description: Verify the API server's certificate (O(validate_certs) is Vault's). Defaults to E(K8S_AUTH_VERIFY_SSL).
     type: bool
 author:
   - keyops developers (@keyops)

@@ -46,7 +46,7 @@ options:
     description: Working directory of the process.
     type: path
   environment:
-    description: Extra environment variables for the process.
+    description: Extra environment variables for the process. Never logged (they may carry credentials).
     type: dict
     default: {}
   stop_timeout:
@@ -182,7 +182,7 @@ def main():
             log_file=dict(type="path", required=True),
             state=dict(type="str", default="started", choices=["started", "stopped", "restarted"]),
             chdir=dict(type="path"),
-            environment=dict(type="dict", default={}),
+            environment=dict(type="dict", default={}, no_log=True),  # may carry credentials (awskms keys)
             stop_timeout=dict(type="int", default=20),
             user=dict(type="str"),
         ),

@@ -32,10 +32,13 @@ options:
     description:
       - API server URL of the cluster Vault itself runs in; omit when Vault runs outside Kubernetes.
     type: str
-  reviewer_jwts:
+  token_reviewer_jwts:
     description:
-      - Mount -> the reviewer JWT configured there (Vault never returns it), to check when it expires. Never logged.
+      - Mount -> the C(token_reviewer_jwt) configured there (Vault never returns it), to check when it expires.
+        Never logged.
+      - The alias O(reviewer_jwts) is deprecated and will be removed in 2.0.0.
     type: dict
+    aliases: [reviewer_jwts]
   expiry_warning:
     description: A reviewer JWT expiring within this many seconds makes its mount V(at risk).
     type: int
@@ -73,7 +76,8 @@ def main():
     module = AnsibleModule(argument_spec=vault_argument_spec(
         mounts=dict(type="list", elements="str"),
         vault_cluster_host=dict(type="str"),
-        reviewer_jwts=dict(type="dict", no_log=True),
+        token_reviewer_jwts=dict(type="dict", no_log=True, aliases=["reviewer_jwts"], deprecated_aliases=[
+            dict(name="reviewer_jwts", version="2.0.0", collection_name="keyops.lifecycle")]),
         expiry_warning=dict(type="int", default=604800),
     ), supports_check_mode=True)
 
@@ -87,7 +91,7 @@ def main():
         results = []
         for mount in wanted or mounts:
             config = _k8s_auth.config_view(connection.read("auth/%s/config" % mount) or {})
-            jwt = (module.params["reviewer_jwts"] or {}).get(mount)
+            jwt = (module.params["token_reviewer_jwts"] or {}).get(mount)
             status, reasons, fix = _k8s_auth.assess(config, module.params["vault_cluster_host"],
                                                     _k8s_auth.seconds_left(jwt) if jwt else None,
                                                     module.params["expiry_warning"])

@@ -19,7 +19,7 @@ description:
   - Trimming (O(min_available_version)) and deleting are irreversible. When the key allows backups
     (C(exportable) and C(allow_plaintext_backup)) and O(backup_path) is given, a backup of the key
     (C(GET <mount>/backup/<name>)) is written first - 0600, or encrypted to a GPG public key - and the
-    step is not sent if that fails. Otherwise the step needs O(irreversible_ok=true).
+    step is not sent if that fails. Otherwise the step needs O(allow_data_loss=true).
   - O(state=restored) restores such a backup (C(POST <mount>/restore/<name>)).
   - Supports check mode (nothing is sent and no backup is written; the result predicts the change) and diff mode
     (configuration and version list before and after; never key material).
@@ -42,7 +42,7 @@ options:
       - V(present) creates the key if needed and applies the other options.
       - V(absent) deletes the key and every version of it. This needs the key's C(deletion_allowed) to be
         true, or O(deletion_allowed=true) in the same task as confirmation, and a backup (O(backup_path)) or
-        O(irreversible_ok=true).
+        O(allow_data_loss=true).
       - V(restored) restores the key from O(backup_file). A missing key is created from it; an existing one is
         replaced only with O(force=true), and not by a backup older than its latest version unless
         O(allow_older_backup=true). Unchanged when the key already holds the backup's versions and settings.
@@ -110,12 +110,14 @@ options:
   backup_gpg_key_file:
     description: Encrypt the backup to the GPG public key in this file (nothing is imported into a keyring).
     type: path
-  irreversible_ok:
+  allow_data_loss:
     description:
       - Acknowledge that a trim or delete of a key without a backup (the key does not allow backups, or no
         O(backup_path) is given) destroys key versions for good. Without it such a task fails and changes nothing.
+      - The alias O(irreversible_ok) is deprecated and will be removed in 2.0.0.
     type: bool
     default: false
+    aliases: [irreversible_ok]
   backup_file:
     description:
       - The backup to restore with O(state=restored), as written by O(backup_path). A file ending in C(.gpg),
@@ -203,7 +205,7 @@ EXAMPLES = r"""
         name: old-key
         state: absent
         deletion_allowed: true
-        irreversible_ok: true
+        allow_data_loss: true
 """
 
 RETURN = r"""
@@ -264,7 +266,7 @@ backup:
       description: Newest key version the backup holds.
       type: int
 irreversible:
-  description: A trim or delete was done (or would be) without a backup, acknowledged with O(irreversible_ok).
+  description: A trim or delete was done (or would be) without a backup, acknowledged with O(allow_data_loss).
   returned: always
   type: bool
 actions:
@@ -301,7 +303,8 @@ BACKUP_OPTIONS = dict(
     backup_path=dict(type="path"),
     backup_gpg_recipient=dict(type="str"),
     backup_gpg_key_file=dict(type="path"),
-    irreversible_ok=dict(type="bool", default=False),
+    allow_data_loss=dict(type="bool", default=False, aliases=["irreversible_ok"], deprecated_aliases=[
+        dict(name="irreversible_ok", version="2.0.0", collection_name="keyops.lifecycle")]),
 )
 
 

@@ -21,7 +21,7 @@ description:
     needs C(oldest_version_in_use).
   - A trim (O(keys[].min_available_version)) of a key that allows backups (C(exportable) and C(allow_plaintext_backup))
     is preceded by a backup written to O(backup_path), as in M(keyops.lifecycle.vault_transit_key); a trim without
-    a backup needs O(keys[].irreversible_ok=true), otherwise the task fails and changes nothing.
+    a backup needs O(keys[].allow_data_loss=true), otherwise the task fails and changes nothing.
 extends_documentation_fragment:
   - keyops.lifecycle.vault_connection
 attributes:
@@ -60,12 +60,15 @@ options:
         description: Oldest version Vault may encrypt with.
         type: int
       min_available_version:
-        description: Trim versions below this (see O(backup_path) and O(keys[].irreversible_ok)).
+        description: Trim versions below this (see O(backup_path) and O(keys[].allow_data_loss)).
         type: int
-      irreversible_ok:
-        description: Acknowledge a trim without a backup (the key allows none, or O(backup_path) is not given).
+      allow_data_loss:
+        description:
+          - Acknowledge a trim without a backup (the key allows none, or O(backup_path) is not given).
+          - The alias O(keys[].irreversible_ok) is deprecated and will be removed in 2.0.0.
         type: bool
         default: false
+        aliases: [irreversible_ok]
   backup_path:
     description:
       - Directory (created 0700) for the backups taken before trims, one 0600 file per key named
@@ -134,7 +137,7 @@ keys:
       description: The backup written before the trim (path, sha256, encrypted, first_version, last_version), or null.
       type: dict
     irreversible:
-      description: The key was trimmed (or would be) without a backup, acknowledged with O(keys[].irreversible_ok).
+      description: The key was trimmed (or would be) without a backup, acknowledged with O(keys[].allow_data_loss).
       type: bool
 """
 
@@ -167,7 +170,8 @@ KEY_SPEC = dict(
         dict(name="in_use_min_version", version="2.0.0", collection_name="keyops.lifecycle")]),
     min_encryption_version=dict(type="int"),
     min_available_version=dict(type="int"),
-    irreversible_ok=dict(type="bool", default=False),
+    allow_data_loss=dict(type="bool", default=False, aliases=["irreversible_ok"], deprecated_aliases=[
+        dict(name="irreversible_ok", version="2.0.0", collection_name="keyops.lifecycle")]),
 )
 
 

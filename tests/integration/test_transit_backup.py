@@ -154,7 +154,7 @@ def test_trim_and_delete_without_backups_need_the_acknowledgement(ansible, vault
     refused = ansible([key_task(transit_mount, backup_path=str(backups), **TRIM)])
     assert refused.rc != 0
     msg = refused.task("key")["msg"]
-    assert "does not allow backups" in msg and "irreversible_ok: true" in msg and "allow_plaintext_backup: true" in msg
+    assert "does not allow backups" in msg and "allow_data_loss: true" in msg and "allow_plaintext_backup: true" in msg
     assert read_key(vault_client, transit_mount)["min_decryption_version"] == 1  # nothing was sent
     trimmed = ansible([key_task(transit_mount, irreversible_ok=True, **TRIM)], expect_rc=0).task("key")
     assert trimmed["irreversible"] is True and trimmed["backup"] is None

@@ -23,7 +23,7 @@ def test_decide_asks_for_a_backup_or_the_acknowledgement():
     decisions = _rotation.decide(plan, steps, records)
     assert decisions["trim_unbacked"] == ["bare (mount transit)"]
     trims = dict((r["name"], r) for r in decisions["trim"])
-    assert "irreversible_ok" not in trims["safe"] and trims["ack"]["irreversible_ok"] is True
+    assert "allow_data_loss" not in trims["safe"] and trims["ack"]["allow_data_loss"] is True
 
 
 def test_report_says_where_the_backup_is_or_that_the_trim_was_irreversible():

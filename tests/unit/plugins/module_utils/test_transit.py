@@ -153,9 +153,9 @@ def test_plan_delete():
     with pytest.raises(TransitPlanError, match="deletion_allowed is false"):
         plan_transit_key(vault_key(), desired(state="absent"), NOW)
     ops, predicted = plan_transit_key(vault_key(), desired(state="absent", deletion_allowed=True,
-                                                           irreversible_ok=True), NOW)
+                                                           allow_data_loss=True), NOW)
     assert [op[0] for op in ops] == ["config", "delete"] and predicted is None
-    ops = plan_transit_key(vault_key(deletion_allowed=True), desired(state="absent", irreversible_ok=True), NOW)[0]
+    ops = plan_transit_key(vault_key(deletion_allowed=True), desired(state="absent", allow_data_loss=True), NOW)[0]
     assert [op[0] for op in ops] == ["delete"]
 
 
@@ -170,6 +170,6 @@ def test_plan_lowering_min_decryption_shows_old_versions_again():
 
 def test_plan_trim_drops_versions():
     key = vault_key(latest=4, min_dec=3, min_enc=3)
-    ops, predicted = plan_transit_key(key, desired(min_available_version=3, irreversible_ok=True), NOW)
+    ops, predicted = plan_transit_key(key, desired(min_available_version=3, allow_data_loss=True), NOW)
     assert ops == [("trim", {"min_available_version": 3}, "trimmed versions below 3")]
     assert sorted(predicted["versions"]) == ["3", "4"]

@@ -49,11 +49,11 @@ def test_a_trim_of_a_backupable_key_is_preceded_by_a_backup():
 
 
 def test_without_a_backup_the_trim_needs_the_acknowledgement():
-    with pytest.raises(TransitBackupError, match="does not allow backups .*irreversible_ok: true"):
+    with pytest.raises(TransitBackupError, match="does not allow backups .*allow_data_loss: true"):
         plan_transit_key(key(backup=False), desired(min_available_version=3), NOW, BackupSettings("/b/"))
     with pytest.raises(TransitBackupError, match="the key allows backups, so give backup_path"):
         plan_transit_key(key(), desired(min_available_version=3), NOW, BackupSettings())
-    ops, _result = plan_transit_key(key(backup=False), desired(min_available_version=3, irreversible_ok=True), NOW)
+    ops, _result = plan_transit_key(key(backup=False), desired(min_available_version=3, allow_data_loss=True), NOW)
     assert [op[0] for op in ops] == ["trim"]
 
 

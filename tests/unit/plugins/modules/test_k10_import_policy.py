@@ -222,8 +222,6 @@ def test_bad_option_combinations_fail_before_any_request(fake_k8s, extra, text):
     assert_not_in_result(result, CURRENT)
 
 
-@pytest.mark.xfail(strict=True, reason="checked_suboptions leaves strings to ansible-core, whose message for an "
-                                       "unparsable string given to an option with sub-options names no option")
 def test_a_string_for_source_names_the_option(fake_k8s):
     result = run_module(k10_import_policy.main, dict(K8S_ARGS, name=NAME, source="export-to-dr"))
     assert result["failed"] is True and fake_k8s.cluster().calls == []

@@ -250,9 +250,6 @@ def test_a_bad_state_is_refused(procs, program, files):
     assert result["failed"] is True and "started, stopped, restarted" in result["msg"]
 
 
-@pytest.mark.xfail(strict=True, reason="environment may hold credentials (vault_server passes awskms keys and "
-                                       "needs a task-level no_log) but the option is not no_log, so its values are "
-                                       "returned in invocation.module_args")
 def test_environment_values_are_not_returned(procs, program, files):
     running(procs, program, files)
     secret = "aws-secret-access-key-0123456789"
