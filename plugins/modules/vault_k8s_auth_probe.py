@@ -128,7 +128,11 @@ def main():
                                                                               params["service_account"]))
         except K8sModuleError as exc:
             module.fail_json(msg=exc.msg)
-        jwt = answer["status"]["token"]
+        jwt = ((answer or {}).get("status") or {}).get("token") if isinstance(answer, dict) else None
+        if not jwt:
+            module.fail_json(msg="Kubernetes answered the TokenRequest for service account %s/%s without "
+                                 "status.token (an admission webhook or proxy may rewrite TokenRequests): nothing "
+                                 "to log in with" % (params["service_account_namespace"], params["service_account"]))
         result = dict(changed=False, login="ok", error="", token_issuer=jwt_claims(jwt).get("iss") or "")
         try:
             login = vault.request("POST", "auth/%s/login" % params["mount"].strip("/"),

@@ -386,8 +386,10 @@ def main():
             actions = [action for _operation, _payload, action in operations]
             after = predicted
             if "backup" in kinds:
+                # the backup comes before the trim: a key created in this task is backed up untrimmed
+                backed_up = before if before is not None else dict(predicted, min_available_version=0)
                 taken.append(backups.predict(backend.mount, name, dict(
-                    before, latest_version=(predicted or before)["latest_version"]), now))
+                    backed_up, latest_version=(predicted or before)["latest_version"]), now))
         irreversible = ("trim" in kinds or "delete" in kinds) and "backup" not in kinds
         result = dict(changed=bool(operations), key=after or {}, actions=actions,
                       backup=taken[-1] if taken else None, irreversible=irreversible)

@@ -202,9 +202,6 @@ def test_check_mode_predicts_the_backup_and_writes_nothing(fake_transit, fake_va
     assert fake_vault.writes() == [] and fake_vault.sent("GET", "transit/backup/kasten") == []
 
 
-@pytest.mark.xfail(strict=True, reason="check mode of creating a backup-able key and trimming it with backup_path "
-                                       "in one task dies with TypeError (dict(None, ...) for the missing key's "
-                                       "backup prediction); the real run succeeds")
 def test_check_mode_of_create_and_trim_with_backup_predicts_instead_of_crashing(fake_transit, vault_args, tmp_path):
     result = run(vault_args, check_mode=True, exportable=True, allow_plaintext_backup=True, min_encryption_version=1,
                  min_available_version=1, backup_path=str(tmp_path) + "/")
