@@ -22,7 +22,7 @@ def install_vars(base, keys_file=None, node_id="node1", **extra):
         "vault_server_log_dir": os.path.join(base, "log"), "vault_server_run_dir": os.path.join(base, "run"),
         "vault_server_service_manager": "process",
         "vault_server_listener": {"address": "127.0.0.1:%d" % port, "cluster_address": "127.0.0.1:%d" % cluster_port,
-                           "tls_disable": True},
+                                  "tls_disable": True},
         "vault_server_storage": {"type": "raft", "node_id": node_id, "path": os.path.join(base, "data", "raft")},
         "vault_keys_file": keys_file or os.path.join(base, "secrets", "init.json"),
         "vault_secret_shares": 3, "vault_secret_threshold": 2,
@@ -66,7 +66,7 @@ def cluster_inventory(base, nodes=3, **extra):
         hosts[name]["ansible_connection"] = "local"
     for name, data in hosts.items():
         data["vault_server_storage"]["retry_join"] = [server_address(other) for other_name, other in hosts.items()
-                                               if other_name != name]
+                                                      if other_name != name]
     _process.private_dir(base)
     path = os.path.join(base, "inventory.json")
     # JSON is YAML: ansible reads this with its yaml inventory plugin.

@@ -72,7 +72,7 @@ def rewrap_secret(vault, kube, params, check_mode):
         secret["data"] = data  # metadata.resourceVersion stays: a concurrent change answers 409
         kube.request("PUT", resource_path("", "v1", "secrets", namespace, name), body=secret, what=what)
     census_after = dict(census_before)
-    if stale:
+    if stale and not check_mode:  # the consumer contract: in check mode the census after is the census before
         census_after = {}
         for version, count in census_before.items():
             target = str(latest) if int(version) < latest else version

@@ -72,7 +72,7 @@ def test_awskms_seal_on_moto_with_openbao_262(tmp_path):
         data = lab_install.install_vars(
             str(tmp_path / "node"), vault_server_binary_src=versioned_binary("2.6.2"),
             vault_server_seal={"type": "awskms", "region": FAKE_CREDENTIALS["AWS_REGION"], "kms_key_id": key_id,
-                        "endpoint": kms.endpoint},
+                               "endpoint": kms.endpoint},
             vault_server_service_environment=FAKE_CREDENTIALS)
         try:
             install(tmp_path, data, "first")

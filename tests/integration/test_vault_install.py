@@ -171,7 +171,7 @@ def test_postgresql_storage(tmp_path):
 
     with PostgresServer() as postgres:
         data, vars_path = install_vars(tmp_path, vault_server_storage={"type": "postgresql",
-                                                                "connection_url": postgres.url})
+                                                                       "connection_url": postgres.url})
         try:
             run(tmp_path, vars_path, expect_rc=0)
             keys = json.loads(open(data["vault_keys_file"]).read())

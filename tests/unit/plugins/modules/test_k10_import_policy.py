@@ -2,7 +2,7 @@
 a guarded JSON patch, the import run and diagnosed, the string never shown."""
 
 import pytest
-from _fake_k8s import (HOST, K8S_ARGS, TOKEN, fake_k8s, policy_path, run_action_controller,  # noqa: F401
+from _fake_k8s import (HOST, K8S_ARGS, TOKEN, fake_k8s, policy_path, run_action_controller,  # noqa: F401  # pylint: disable=unused-import
                        run_actions_path)
 from _module_runner import assert_not_in_result, module_kwargs, no_log_options, run_module
 from ansible_collections.keyops.lifecycle.plugins.modules import k10_import_policy

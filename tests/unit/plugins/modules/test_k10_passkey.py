@@ -1,7 +1,7 @@
 """k10_passkey against an in-memory API server with K10 played by a hook: create, wait, replace, safe delete."""
 
 import pytest
-from _fake_k8s import (K8S_ARGS, PASSKEYS, TOKEN, deprecated_names, fake_k8s, isolated_warnings,  # noqa: F401
+from _fake_k8s import (K8S_ARGS, PASSKEYS, TOKEN, deprecated_names, fake_k8s, isolated_warnings,  # noqa: F401  # pylint: disable=unused-import
                        k10_controller, passkey_path, seed_passkey)
 from _module_runner import assert_not_in_result, module_kwargs, no_log_options, run_module
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _k10
@@ -207,8 +207,6 @@ def test_absent_refuses_to_leave_k10_without_a_key(fake_k8s, others, status, tex
     assert cluster.writes() == [] and NAME in names(cluster)
 
 
-@pytest.mark.xfail(strict=True, reason="check mode skips delete_refusal: state=absent of the passkey in use reports "
-                                       "changed (a delete) although the real run refuses it")
 def test_check_mode_of_a_refused_delete_does_not_predict_success(fake_k8s):
     cluster = fake_k8s.cluster()
     seed_passkey(cluster, NAME, {"inuse": True})

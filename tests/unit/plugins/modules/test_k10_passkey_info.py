@@ -1,7 +1,7 @@
 """k10_passkey_info against an in-memory API server: both K10 status shapes, one passkey or all, read-only."""
 
 import pytest
-from _fake_k8s import K8S_ARGS, PASSKEYS, TOKEN, fake_k8s, passkey_path, seed_passkey  # noqa: F401
+from _fake_k8s import K8S_ARGS, PASSKEYS, TOKEN, fake_k8s, passkey_path, seed_passkey  # noqa: F401  # pylint: disable=unused-import
 from _module_runner import assert_not_in_result, module_spec, no_log_options, run_module
 from ansible_collections.keyops.lifecycle.plugins.modules import k10_passkey_info
 

@@ -53,7 +53,7 @@ def test_a_new_role_is_written_with_a_diff(fake_vault, vault_args):
 def test_the_same_role_is_unchanged(fake_vault, vault_args):
     RoleStore(fake_vault, {"bound_service_account_names": ["app"], "bound_service_account_namespaces": ["payments"],
                            "token_policies": ["payments-read"], "token_ttl": 3600, "token_max_ttl": 0})
-    result = run_module(vault_k8s_auth_role.main, args(vault_args, **dict(WANTED, token_ttl="60m")), diff=True)
+    result = run_module(vault_k8s_auth_role.main, args(vault_args, **{**WANTED, "token_ttl": "60m"}), diff=True)
     assert result["changed"] is False and fake_vault.writes() == []
     assert result["diff"]["before"] == result["diff"]["after"]
 

@@ -13,7 +13,7 @@ URL = {"url": "http://vault.test:8200", "retries": 0}  # sys/unseal is unauthent
 class ShamirSeal:
     """sys/seal-status and sys/unseal of a sealed node: unsealed once ``threshold`` good shares arrived."""
 
-    def __init__(self, threshold=2, good=KEYS, sealed=True, initialized=True):
+    def __init__(self, threshold=2, good=tuple(KEYS), sealed=True, initialized=True):
         self.threshold, self.good, self.sealed, self.initialized = threshold, set(good), sealed, initialized
         self.progress = 0
 
