@@ -421,8 +421,9 @@ def test_an_old_name_still_sets_the_option_and_warns(module, path, old, monkeypa
 
 
 def test_the_renames_are_in_the_changelog():
-    with open(os.path.join(ROOT, "changelogs", "fragments", "option-vocabulary.yml")) as handle:
-        fragment = yaml.safe_load(handle)
+    # released in 1.0.0 (before the release, the same lines were the fragment option-vocabulary.yml)
+    with open(os.path.join(ROOT, "changelogs", "changelog.yaml")) as handle:
+        fragment = yaml.safe_load(handle)["releases"]["1.0.0"]["changes"]
     deprecated = " ".join(fragment["deprecated_features"])
     added = " ".join(fragment["minor_changes"])
     for module, path, old in RENAMES:

@@ -2,7 +2,7 @@
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _rotation
 
-from test_rotation import key_state, record, step1
+from .test_rotation import key_state, record, step1
 
 
 def backupable(name, latest):

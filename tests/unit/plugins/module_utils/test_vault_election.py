@@ -10,7 +10,7 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import (
     no_active_node,
 )
 
-from test_vault import FakeAdapter, FakeResponse  # noqa: E402
+from .test_vault import FakeAdapter, FakeResponse  # noqa: E402
 
 STANDBY = "http://127.0.0.1:8202"
 DEAD_LEADER = "http://127.0.0.1:8200/v1/transit/keys/k/rotate"
