@@ -40,7 +40,7 @@ options:
   mode:
     description:
       - Mode of the report files - an octal string like V('0640'), or an integer mode as
-        M(ansible.builtin.file) takes it (YAML reads an unquoted C(0640) as that integer).
+        C(ansible.builtin.file) takes it (YAML reads an unquoted C(0640) as that integer).
     type: raw
     default: "0640"
 author:

@@ -7,10 +7,14 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from lab.keystone_lab import keystone_python
 
 from _ansible import kill_what_is_left
 from keyrepo_helpers import RACE, KeystoneNodes
+
+pytestmark = pytest.mark.race
 
 RESULTS = os.path.join(os.path.dirname(RACE), "..", "build", "test-results")
 
@@ -104,7 +108,6 @@ def test_role_with_two_keys_purges_after_every_node_promoted(tmp_path):
 
 def test_role_over_real_ssh_between_separate_hosts(tmp_path):
     """Three hosts, each its own network namespace and sshd: the role's transfers and barriers over real SSH."""
-    import pytest
 
     from lab import sshnet
 

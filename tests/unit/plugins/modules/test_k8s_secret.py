@@ -3,7 +3,7 @@
 import base64
 
 import pytest
-from _fake_k8s import K8S_ARGS, TOKEN, fake_k8s, secret_path  # noqa: F401  # pylint: disable=unused-import  (fake_k8s is a fixture)
+from _fake_k8s import K8S_ARGS, TOKEN, fake_k8s, secret_path  # noqa: F401  - fake_k8s is a fixture  # pylint: disable=unused-import
 from _module_runner import MASK, assert_not_in_result, module_spec, no_log_options, run_module
 from ansible_collections.keyops.lifecycle.plugins.modules import k8s_secret
 

@@ -5,7 +5,7 @@ import os
 import stat
 
 import pytest
-from _fake_k8s import isolated_warnings  # noqa: F401  # pylint: disable=unused-import  (a fixture: ansible-core's warnings are process-wide)
+from _fake_k8s import isolated_warnings  # noqa: F401  - a fixture: ansible-core's warnings are process-wide  # pylint: disable=unused-import
 from _module_runner import assert_not_in_result, module_kwargs, no_log_options, run_module
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _keyrepo as kr
 from ansible_collections.keyops.lifecycle.plugins.modules import keyrepo_rotate
