@@ -304,21 +304,32 @@ class KeyRepo:
     def apply(self, actions, materials, settle_seconds=0):
         """Carry out ``actions`` in order; ``materials`` gives the content of each written index.
 
-        After a link, ``settle_seconds`` pass before the next write: keystone lists the directory and then
-        opens each file, so a process that listed just before the link and opens ``0`` just after it was
-        replaced would see neither name of the promoted key.  The pause closes that window.
+        Before ``0`` is replaced after a key was added (the link of a promotion, or a higher key written by a
+        sync), ``settle_seconds`` pass: keystone lists the directory and then opens each file, so a process that
+        listed just before the key was added and opens ``0`` just after it was replaced would see neither name
+        of that key.  The pause closes that window.
         """
-        linked = False
-        for verb, index in actions:
-            if linked and verb == "write" and settle_seconds:
+        for verb, index, pause in settle_points(actions):
+            if pause and settle_seconds:
                 time.sleep(settle_seconds)
-            linked = verb == "link"
             if verb == "write":
                 self.write(index, materials[index])
             elif verb == "link":
                 self.link(0, index)
             elif verb == "remove":
                 self.remove(index)
+
+
+def settle_points(actions):
+    """``(verb, index, pause_first)`` for each action: pause before a write of ``0`` that follows an added key (pure)."""
+    added = False
+    for verb, index in actions:
+        replaces_staged = verb == "write" and index == 0
+        yield verb, index, replaces_staged and added
+        if replaces_staged:
+            added = False
+        elif verb == "link" or (verb == "write" and index != 0):
+            added = True
 
 
 def _ids(module):

@@ -148,3 +148,24 @@ def test_plan_state_purges_with_the_promotion_only_when_asked():
     assert kr.plan_state(dict(params, purge=True), repo)[0] == [("link", 3), ("write", 0), ("remove", 1)]
     with pytest.raises(kr.KeyRepoError, match="at least 3"):
         kr.plan_state(dict(params, purge=True, max_active_keys=2), repo)
+
+
+def test_a_new_zero_waits_after_any_added_key_never_otherwise():
+    # a sync that adds the key another node promoted, then the new staged key: keystone may have listed the
+    # directory before the add and open 0 after its replacement - the pause closes that window
+    sync = kr.plan_sync({0: b"A", 3: b"C"}, {3: kr.fingerprint(b"C"), 4: "fp-B", 0: "fp-X"})
+    assert sync == [("write", 4), ("write", 0)]
+    assert [pause for _verb, _index, pause in kr.settle_points(sync)] == [False, True]
+    promote = [("link", 5), ("write", 0), ("remove", 1)]
+    assert [pause for _verb, _index, pause in kr.settle_points(promote)] == [False, True, False]
+    assert [pause for _verb, _index, pause in kr.settle_points([("write", 0), ("write", 1)])] == [False, False]
+    assert [pause for _verb, _index, pause in kr.settle_points([("write", 0)])] == [False]
+
+
+def test_apply_sleeps_before_the_new_zero_of_a_sync(tmp_path, monkeypatch):
+    events = []
+    repo = kr.KeyRepo(str(tmp_path))
+    monkeypatch.setattr(kr.time, "sleep", lambda seconds: events.append(("sleep", seconds)))
+    monkeypatch.setattr(repo, "write", lambda index, material: events.append(("write", index)))
+    repo.apply([("write", 4), ("write", 0)], {4: b"k4", 0: b"k0"}, settle_seconds=2.0)
+    assert events == [("write", 4), ("sleep", 2.0), ("write", 0)]
