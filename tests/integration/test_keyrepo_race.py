@@ -14,7 +14,6 @@ from lab.keystone_lab import keystone_python
 from _ansible import kill_what_is_left
 from keyrepo_helpers import RACE, KeystoneNodes
 
-pytestmark = pytest.mark.race
 
 RESULTS = os.path.join(os.path.dirname(RACE), "..", "build", "test-results")
 
@@ -33,6 +32,8 @@ def race(tmp_path, protocol, rotations, **extra):
     return result
 
 
+# settle_seconds=0.05: make test runs it on its own (marker race), see pytest.ini
+@pytest.mark.race
 def test_our_protocol_has_no_false_rejections_over_1000_rotations(tmp_path):
     ours = race(tmp_path, "ours", 1000, settle_seconds=0.05)
     assert ours["rotations"] == 1000 and ours["validations"] > 10000
@@ -40,6 +41,8 @@ def test_our_protocol_has_no_false_rejections_over_1000_rotations(tmp_path):
     assert ours["primary_index"] == 1001
 
 
+# settle_seconds=0.05: make test runs it on its own (marker race), see pytest.ini
+@pytest.mark.race
 def test_merged_promote_and_purge_has_no_false_rejections_and_the_harness_sees_a_wrong_one(tmp_path):
     """The role's merged pass (max_active_keys 3: promote and purge in one step per node), nodes one after the
     other in a random order so that promoted-and-purged nodes and not-yet-promoted ones coexist on every
