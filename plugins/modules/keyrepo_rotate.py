@@ -91,8 +91,9 @@ options:
   settle_seconds:
     description:
       - Pause between adding a key and replacing C(0) - linking the promoted key to its new number
-        (O(state=promoted), O(state=rotated)), or writing a key another node promoted (O(state=synced)). Keystone lists the directory and then opens each file; a process that listed just before
-        the link and opens C(0) after the replacement would otherwise see neither name of the promoted key. That
+        (O(state=promoted), O(state=rotated)), or writing a key another node promoted (O(state=synced)).
+        Keystone lists the directory and then opens each file; a process that listed just before the key was
+        added and opens C(0) after the replacement would otherwise see neither name of that key. That
         takes keystone well under a millisecond, but a process can be held up in between - the race test needed
         20 ms on a loaded machine, and a validator on a 2-core machine at load 18 took 0.77 s and missed the key
         with the former default of 0.5. The pause closes the window only for processes held up less than it.
