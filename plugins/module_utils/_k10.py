@@ -487,7 +487,7 @@ def rotated_passkey_name(prefix, version):
 def rotate_passkeys(k10, params, check_mode, wait_for):
     """Step 2 of the K10 transit-key rotation for K10: a passkey at the latest version, in use, then the older ones deleted."""
     key_name, path, version = params["name"], params["mount"], params["key_version"]
-    before, min_before, _error = vault_passkey_census(k10.passkeys(), key_name, path)
+    before, min_before, error_before = vault_passkey_census(k10.passkeys(), key_name, path)
     new_name = rotated_passkey_name(params["passkey_prefix"], version)
     runner = PasskeyRunner(k10, dict(name=new_name, vault_transit_key_name=key_name, vault_transit_path=path,
                                      aws_cmk_key_id=None, passphrase_secret=None, usenow=True,
@@ -499,9 +499,10 @@ def rotate_passkeys(k10, params, check_mode, wait_for):
         if name != new_name:
             runner.name = name
             runner.absent(after_a_planned_create=True)  # the new passkey is in use first (or, in check mode, planned)
-    census, min_version, error = vault_passkey_census(k10.passkeys(), key_name, path)
-    if check_mode:  # the consumer contract: nothing changed, so the census after is the census before
-        census, min_version = before, min_before
+    if check_mode:  # nothing changed: the passkeys read before are the state after (the consumer contract)
+        census, min_version, error = before, min_before, error_before
+    else:
+        census, min_version, error = vault_passkey_census(k10.passkeys(), key_name, path)
     if error:
         raise K8sModuleError(error, actions=runner.actions, census_before=before)
     return {"changed": bool(runner.actions), "actions": runner.actions, "passkey": new_name,
