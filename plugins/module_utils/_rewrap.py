@@ -500,28 +500,35 @@ def _writing(flags):
     return flags & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
 
 
+# Link targets of descriptors that are no file on a filesystem (a consumer file is a regular file): skipping
+# their stat() halves the cost of a walk, where most descriptors are sockets and pipes.
+_NOT_A_FILE = ("socket:", "pipe:", "anon_inode:")
+
+
 def _walk_descriptors(proc, own_pid):
     """``({(dev, ino): [(pid, fd)]}, not_inspected)``: what every descriptor of every other process refers to."""
     index, hidden = {}, 0
-    for name in os.listdir(proc):
-        if not name.isdigit() or int(name) == own_pid:
-            continue
-        pid = int(name)
-        try:
-            fds = os.listdir("%s/%d/fd" % (proc, pid))
-        except PermissionError:
-            hidden += 1
-            continue
-        except OSError:
-            continue  # exited meanwhile
-        for entry in fds:
-            if not entry.isdigit():
+    with os.scandir(proc) as processes:
+        for process in processes:
+            if not process.name.isdigit() or int(process.name) == own_pid:
                 continue
+            pid = int(process.name)
             try:
-                info = os.stat("%s/%d/fd/%s" % (proc, pid, entry))
+                with os.scandir(process.path + "/fd") as descriptors:
+                    fds = [(entry.name, entry.path) for entry in descriptors if entry.name.isdigit()]
+            except PermissionError:
+                hidden += 1
+                continue
             except OSError:
-                continue  # closed meanwhile
-            index.setdefault((info.st_dev, info.st_ino), []).append((pid, int(entry)))
+                continue  # exited meanwhile
+            for fd, fd_path in fds:
+                try:
+                    if os.readlink(fd_path).startswith(_NOT_A_FILE):
+                        continue
+                    info = os.stat(fd_path)
+                except OSError:
+                    continue  # closed meanwhile
+                index.setdefault((info.st_dev, info.st_ino), []).append((pid, int(fd)))
     return index, hidden
 
 
@@ -743,6 +750,7 @@ def _settle(path, source, new_fd, engine, settle, proc, sleep, clock):
     late = 0  # lines that arrived after the settle window would have ended
     still_growing = False
     quiet_since = None  # since when no process holds the old inode open for writing
+    proven_quiet = False
     while True:
         pieces = []
         count = engine.feed(source, pieces.append, keep_bad=True)
@@ -758,15 +766,18 @@ def _settle(path, source, new_fd, engine, settle, proc, sleep, clock):
         if now >= cap:
             still_growing = True
             break
-        if now - last_growth >= QUIET_PROOF and os.fstat(source.fileno()).st_nlink == 0:
+        if (now - last_growth >= QUIET_PROOF and (quiet_since is None or now - quiet_since >= QUIET_PROOF)
+                and os.fstat(source.fileno()).st_nlink == 0):
             # Nobody holds the unlinked old inode open for writing and no name leads to it: nothing more
-            # can land there.  Two such scans QUIET_PROOF apart (an open() racing the rename has finished).
+            # can land there.  Two such scans QUIET_PROOF apart (an open() racing the rename has finished);
+            # a scan in between would prove nothing more.
             holders, hidden = scan_writers(old.st_dev, old.st_ino, proc)
             if holders or hidden:
                 quiet_since = None
             elif quiet_since is None:
                 quiet_since = now
-            elif now - quiet_since >= QUIET_PROOF and not engine.pending_bytes(source):
+            elif not engine.pending_bytes(source):
+                proven_quiet = True
                 break
         sleep(POLL_INTERVAL)
     if not still_growing and engine.pending_bytes(source):
@@ -776,7 +787,8 @@ def _settle(path, source, new_fd, engine, settle, proc, sleep, clock):
     carried = engine.lineno - first
     if carried:
         os.fsync(new_fd)
-    holders, _hidden = scan_writers(old.st_dev, old.st_ino, proc)
+    # Proven quiet: the last scan just found no holder, and the unlinked inode can gain none.
+    holders = {} if proven_quiet else scan_writers(old.st_dev, old.st_ino, proc)[0]
     writers = [{"pid": pid, "command": command_of(pid, proc)} for pid in sorted(set(p for p, _fd in holders))]
     if still_growing or writers:
         at_risk = late + (1 if engine.pending_bytes(source) else 0)

@@ -371,6 +371,58 @@ def test_lines_landing_in_the_old_inode_after_the_rename_are_carried_over(tmp_pa
     assert len(lines) == 106 and result["census_after"] == {"2": 106}
 
 
+def test_a_quiet_file_costs_three_scans_before_and_after_the_rename(tmp_path, monkeypatch):
+    """One scan before the rename (open writers) and two after it, QUIET_PROOF apart (the proof the old inode is
+    quiet); a scan in between, or a last one after the proof, would prove nothing more and costs a /proc walk."""
+    path = write(tmp_path, [ct(1, "A%03d" % i) + "\n" for i in range(50)])
+    now, scans = [0.0], []
+    real_scan = _rewrap.scan_writers
+
+    def scan(dev, ino, proc="/proc", own_pid=None):
+        scans.append(now[0])
+        return real_scan(dev, ino, proc, own_pid)
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    monkeypatch.setattr(_rewrap, "scan_writers", scan)
+    result = run(path, FakeVault(latest=2), 2, settle=1.0, sleep=sleep, clock=lambda: now[0])
+    assert result["changed"] is True and result["census_after"] == {"2": 50}
+    assert len(scans) == 3, scans
+    assert scans[2] - scans[1] >= _rewrap.QUIET_PROOF
+    assert now[0] < 1.0  # ended by the proof, long before the settle window
+
+
+def test_a_holder_seen_after_the_rename_restarts_the_proof(tmp_path, monkeypatch):
+    path = write(tmp_path, [ct(1, "A%03d" % i) + "\n" for i in range(50)])
+    now, scans = [0.0], []
+
+    def scan(dev, ino, proc="/proc", own_pid=None):
+        scans.append(now[0])
+        # The first scan after the rename sees a holder that then closes the file.
+        return ({(77, 3): 0} if len(scans) == 2 else {}), 0
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    monkeypatch.setattr(_rewrap, "scan_writers", scan)
+    monkeypatch.setattr(_rewrap, "_fd_state", lambda *args: None)  # closed by the time it is looked at again
+    result = run(path, FakeVault(latest=2), 2, settle=1.0, sleep=sleep, clock=lambda: now[0])
+    assert result["changed"] is True
+    assert len(scans) == 4 and scans[3] - scans[2] >= _rewrap.QUIET_PROOF  # two quiet scans after the holder
+
+
+def test_the_walk_skips_sockets_and_pipes_but_finds_files(tmp_path):
+    path = write(tmp_path, ["x\n"])
+    proc = fake_proc(tmp_path, path)
+    fd_dir = os.path.join(proc, "4242", "fd")
+    os.symlink("socket:[12345]", os.path.join(fd_dir, "6"))
+    os.symlink("pipe:[777]", os.path.join(fd_dir, "7"))
+    index, hidden = _rewrap._walk_descriptors(proc, own_pid=1)
+    info = os.stat(path)
+    assert index == {(info.st_dev, info.st_ino): [(4242, 5)]} and hidden == 0
+
+
 def test_old_inode_still_growing_after_the_window_fails_with_lines_at_risk(tmp_path):
     path = write(tmp_path, [ct(1, "A%03d" % i) + "\n" for i in range(20)])
     writer = OldInodeWriter(path, sleeps=10 ** 6)
