@@ -226,9 +226,15 @@ def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.
                 consistent=consistent, primary_index=final[0]["primary_index"])
 
 
-def watch(nodes, max_active_keys, stop_file, result_file):
+def watch(nodes, max_active_keys, stop_file, result_file, nice=0):
     """Validators on ``nodes`` until ``stop_file`` exists (rotations are driven from outside, e.g. by Ansible);
-    every rejection counts as false (``aged_out`` is not told apart: the driver rotates slowly)."""
+    every rejection counts as false (``aged_out`` is not told apart: the driver rotates slowly).
+
+    ``nice``: the validators never sleep, so each takes a core's share; a test suite running other tests beside
+    them lowers their priority so that they validate with the CPU the others leave (the benchmarks keep 0).
+    """
+    if nice:
+        os.nice(nice)
     validators = Validators(nodes, max_active_keys)
     parent = os.getppid()
     deadline = time.monotonic() + 3600
@@ -252,10 +258,11 @@ def main(argv=None):
     parser.add_argument("--rotations", type=int, default=1000)
     parser.add_argument("--max-active-keys", type=int, default=5)
     parser.add_argument("--settle-seconds", type=float, default=0.05)
+    parser.add_argument("--nice", type=int, default=0, help="watch: lower the validators' priority by this much")
     parser.add_argument("--workdir", help="ours/baseline: where the node repositories go")
     args = parser.parse_args(argv)
     if args.protocol == "watch":
-        watch(args.node_dirs.split(","), args.max_active_keys, args.stop_file, args.result_file)
+        watch(args.node_dirs.split(","), args.max_active_keys, args.stop_file, args.result_file, args.nice)
         return 0
     print(json.dumps(run(args.protocol, args.nodes, args.rotations, args.workdir, args.max_active_keys,
                          settle_seconds=args.settle_seconds)))

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: keyops.lifecycle contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Run the collection's API-only modules inside the Ansible worker when their target is the controller.
+"""Run the collection's modules inside the Ansible worker when their target is the controller.
 
 Every module task normally starts a new Python interpreter that imports ``ansible.module_utils.basic`` and the
 client libraries again (about 0.4 s per task on a small machine) - most of the time of a rotation with little to

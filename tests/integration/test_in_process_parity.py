@@ -12,9 +12,15 @@ WORKER = "in the worker process"
 SEPARATE = "runs as a separate module process"
 
 
-def tasks(mount, token_file):
+def tasks(mount, token_file, key_repository):
     key = {"name": "parity", "mount": mount}
     return [
+        # The key repository modules (files on the controller, no API).
+        {"name": "repository setup", "keyops.lifecycle.keyrepo_rotate": {"path": key_repository, "state": "present"}},
+        {"name": "repository again", "keyops.lifecycle.keyrepo_rotate": {"path": key_repository, "state": "present"}},
+        {"name": "repository rotation, check mode", "keyops.lifecycle.keyrepo_rotate": {
+            "path": key_repository, "state": "rotated"}, "check_mode": True, "diff": True},
+        {"name": "repository info", "keyops.lifecycle.keyrepo_info": {"path": key_repository}},
         {"name": "create", "keyops.lifecycle.vault_transit_key": dict(key, exportable=False)},
         {"name": "again", "keyops.lifecycle.vault_transit_key": dict(key)},
         {"name": "check-mode change", "keyops.lifecycle.vault_transit_key": dict(key, deletion_allowed=True),
@@ -35,7 +41,7 @@ def normalised(run, mount, tmp_path):
     text = json.dumps([(entry["task"], entry["status"], entry["result"]) for entry in run.results], sort_keys=True)
     text = text.replace(mount, "MOUNT").replace(str(tmp_path), "TMP")
     text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)", "TIME", text)
-    text = re.sub(r'"(accessor|request_id|lease_id)": "[^"]*"', r'"\1": "ID"', text)
+    text = re.sub(r'"(accessor|request_id|lease_id|[a-z_]*fingerprint)": "[^"]*"', r'"\1": "ID"', text)
     return json.loads(text)
 
 
@@ -45,22 +51,28 @@ def test_worker_and_module_process_give_the_same_results(vault, vault_client, tm
         mount = "parity-%s" % uuid.uuid4().hex[:8]
         vault_client.sys.enable_secrets_engine("transit", path=mount)
         token_file = str(tmp_path / route / "token")
-        run = run_playbook(tmp_path, play(tasks(mount, token_file)), env=vault.env, verbosity=4,
+        key_repository = str(tmp_path / route / "fernet-keys")
+        run = run_playbook(tmp_path, play(tasks(mount, token_file, key_repository)), env=vault.env, verbosity=4,
                            extra_vars=extra_vars, expect_rc=0)
         # The route really taken (the plugin says which at -vvv/-vvvv), for every module task.
         if route == "worker":
-            assert run.output.count(WORKER) == 8, run.output
+            assert run.output.count(WORKER) == 12, run.output
             assert SEPARATE not in run.output
         else:
             assert WORKER not in run.output
-            assert run.output.count("keyops_lifecycle_in_process is false") == 8
+            assert run.output.count("keyops_lifecycle_in_process is false") == 12
         assert vault.token not in run.output  # the token option is no_log on both routes
         with open(token_file) as handle:
             assert handle.read().strip() not in run.output  # nor the token the module created
         results[route] = normalised(run, mount, tmp_path / route)
         results[route + "-run"] = run
+    for worker, module in zip(results["worker"], results["module"]):
+        assert worker == module, json.dumps([worker, module], indent=1, sort_keys=True)
     assert results["worker"] == results["module"]
     run = results["worker-run"]
+    assert run.task("repository setup")["changed"] and not run.task("repository again")["changed"]
+    assert run.task("repository rotation, check mode")["changed"]
+    assert run.task("repository info")["primary_index"] == 1 or "keys" in run.task("repository info")
     assert run.task("create")["changed"] and not run.task("again")["changed"]
     assert run.task("check-mode change")["changed"] and run.task("check-mode change")["diff"]
     assert run.status("bad input") == "failed" and "no-such-type" in run.task("bad input")["msg"]
