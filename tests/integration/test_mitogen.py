@@ -76,8 +76,12 @@ def test_rotate_keys_under_mitogen_completes_is_idempotent_and_leaks_nothing(vau
 def test_keyrepo_role_under_mitogen_ends_consistent_and_is_idempotent(tmp_path):
     nodes = KeystoneNodes(tmp_path, count=3)
     env = mitogen_env()
+    # The key repository modules through mitogen's module runner, as on real keystone nodes (these nodes are
+    # local directories, where the collection would otherwise run them inside the worker process).
+    worker_off = ["-e", "keyops_lifecycle_in_process=false"]
     # Set-up run: every node gets the same staged and primary key, then one rotation.
-    first = nodes.rotate(args=["-vvv"], env=env, callbacks=CALLBACKS)
+    first = nodes.rotate(args=["-vvv"] + worker_off, env=env, callbacks=CALLBACKS)
+    assert "in the worker process" not in first.output
     assert_mitogen_ran(first, tmp_path / "keyrepo-1.jsonl")
     # The modules ran in mitogen's interpreters: ansible's local connection (which logs every connection and
     # every AnsiballZ file it copies at -vvv) was never used.
@@ -86,14 +90,14 @@ def test_keyrepo_role_under_mitogen_ends_consistent_and_is_idempotent(tmp_path):
     for node in nodes.nodes:  # no key material in the output, even at -vvv
         assert not any(material in first.output for material in nodes.keys(node).values())
 
-    second = nodes.rotate(env=env, callbacks=CALLBACKS)
+    second = nodes.rotate(args=worker_off, env=env, callbacks=CALLBACKS)
     assert_mitogen_ran(second, tmp_path / "keyrepo-2.jsonl")
     assert "changed=0" not in recap(second)
     assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 2, 3]
 
     # A retried job right after that rotation: nothing rotates, nothing changes on any node.
     before = {node: nodes.keys(node) for node in nodes.nodes}
-    again = nodes.rotate(args=["-e", "keyrepo_min_rotation_age=3600"], env=env, callbacks=CALLBACKS)
+    again = nodes.rotate(args=["-e", "keyrepo_min_rotation_age=3600"] + worker_off, env=env, callbacks=CALLBACKS)
     assert_mitogen_ran(again, tmp_path / "keyrepo-3.jsonl")
     assert "changed=0" in recap(again) and "failed=0" in recap(again)
     assert {node: nodes.keys(node) for node in nodes.nodes} == before
