@@ -96,10 +96,11 @@ test: venv collection system-deps
 	  KEYOPS_SCAN_ROOTS=$(TEST_RUN)/tmp:$(TEST_RUN)/tmp-race:$(TEST_RUN)/logs:$(ANSIBLE_HOME)/tmp:$(BUILD)/demo-installed \
 	  $(BIN)/python -m pytest tests/reliability -q -p no:xdist -m secret_scan --basetemp=$(BUILD)/scan-tmp
 
-# The integration and reliability tests, then the race harness runs on their own.
+# The integration and reliability tests (workers take over queued tests from busy ones: the long crash and
+# cluster tests do not leave the others idle at the end), then the race harness runs on their own.
 test-pytest:
 	set -o pipefail; KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry \
-	  $(BIN)/python -m pytest tests/integration tests/reliability -q -n $(TEST_WORKERS) \
+	  $(BIN)/python -m pytest tests/integration tests/reliability -q -n $(TEST_WORKERS) --dist worksteal \
 	  -m "not bench and not secret_scan and not race" --basetemp=$(TEST_RUN)/tmp $(PYTEST_ARGS) 2>&1 \
 	  | tee $(TEST_RUN)/logs/pytest.log
 	# exit 5 (nothing collected) passes here only when PYTEST_ARGS narrowed the run to other tests

@@ -104,7 +104,7 @@ class Lab:
         run_env = dict(sshnet.SshHosts.ansible_env(control), **strategy_env(strategy))
         run_env.update(env or {})
         if watch:
-            self.nodes.start_watching(nice=0)  # validators at full priority, as measured
+            self.nodes.start_watching(nice=0, pause=0)  # validators at full speed, as measured
         try:
             start = time.perf_counter()
             if side == "ours":

@@ -66,12 +66,14 @@ def short(key):
     return hashlib.sha256(key.encode() if isinstance(key, str) else bytes(key)).hexdigest()[:8]
 
 
-def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_done):
+def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_done, pause=0.0):
     rng = random.Random(seed)
     validations = rejections = issue_failures = retries = aged_out = 0
     samples = []  # the first false rejections, described (short hashes of keys, never keys)
     others = [n for i, n in enumerate(nodes) if i != index]
     while not stop.is_set():
+        if pause:
+            time.sleep(pause)
         issuer = rng.choice(others)
         issuer_keys, tries = keystone_keys(issuer, max_active_keys)
         retries += tries
@@ -170,12 +172,12 @@ def rotate_baseline(nodes, max_active_keys):
 class Validators:
     """One issuing/validating process per node; ``finish()`` stops them and sums their counts."""
 
-    def __init__(self, nodes, max_active_keys):
+    def __init__(self, nodes, max_active_keys, pause=0.0):
         self.stop = multiprocessing.Event()
         self.counters = multiprocessing.Queue()
         self.rotations_done = multiprocessing.Value("l", 0)
         self.workers = [multiprocessing.Process(target=node_loop, args=(
-            i, nodes, max_active_keys, self.stop, self.counters, i, self.rotations_done)) for i in range(len(nodes))]
+            i, nodes, max_active_keys, self.stop, self.counters, i, self.rotations_done, pause)) for i in range(len(nodes))]
         for worker in self.workers:
             worker.start()
 
@@ -226,16 +228,17 @@ def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.
                 consistent=consistent, primary_index=final[0]["primary_index"])
 
 
-def watch(nodes, max_active_keys, stop_file, result_file, nice=0):
+def watch(nodes, max_active_keys, stop_file, result_file, nice=0, pause=0.0):
     """Validators on ``nodes`` until ``stop_file`` exists (rotations are driven from outside, e.g. by Ansible);
     every rejection counts as false (``aged_out`` is not told apart: the driver rotates slowly).
 
-    ``nice``: the validators never sleep, so each takes a core's share; a test suite running other tests beside
-    them lowers their priority so that they validate with the CPU the others leave (the benchmarks keep 0).
+    ``nice``, ``pause``: the validators never sleep, so each takes a core's share; a test suite running other
+    tests beside them lowers their priority and lets each pause ``pause`` seconds between validations (still
+    hundreds a second per node, each reading the keys afresh); the race harness and the benchmarks keep 0.
     """
     if nice:
         os.nice(nice)
-    validators = Validators(nodes, max_active_keys)
+    validators = Validators(nodes, max_active_keys, pause)
     parent = os.getppid()
     deadline = time.monotonic() + 3600
     # Also stop when whoever started us is gone (a failed test must not leave validators spinning).
@@ -259,10 +262,11 @@ def main(argv=None):
     parser.add_argument("--max-active-keys", type=int, default=5)
     parser.add_argument("--settle-seconds", type=float, default=0.05)
     parser.add_argument("--nice", type=int, default=0, help="watch: lower the validators' priority by this much")
+    parser.add_argument("--pause", type=float, default=0.0, help="watch: seconds between two validations")
     parser.add_argument("--workdir", help="ours/baseline: where the node repositories go")
     args = parser.parse_args(argv)
     if args.protocol == "watch":
-        watch(args.node_dirs.split(","), args.max_active_keys, args.stop_file, args.result_file, args.nice)
+        watch(args.node_dirs.split(","), args.max_active_keys, args.stop_file, args.result_file, args.nice, args.pause)
         return 0
     print(json.dumps(run(args.protocol, args.nodes, args.rotations, args.workdir, args.max_active_keys,
                          settle_seconds=args.settle_seconds)))
