@@ -76,10 +76,10 @@ sanity: venv system-deps
 # scenario directories) for the secrets the run made.
 TEST_RUN := $(BUILD)/test-run
 # Workers for pytest: much of a test waits (servers, raft elections, settle windows), so 4 on 2 cores (the CPU
-# is then ~95 % busy; 3 left it idle at times: 16:24 against 14:48 for the same tests). The race
-# harness runs with a 0.05 s settle window (marker `race`) go after them, apart from the other tests: at that
-# load (~10) the window is too short for a validator (one false rejection in 1,000 rotations when they ran among
-# the others); only the static checks at nice 10 run beside them.
+# is then ~95 % busy; 3 left it idle at times: 16:24 against 14:48 for the same tests). The race harness runs
+# with a 0.05 s settle window (marker `race`) come after them, apart from the other tests: at that load (~10) the
+# window is too short for a validator (one false rejection in 1,000 rotations when they ran among the others);
+# only the static checks at nice 10 run beside them.
 TEST_WORKERS ?= 4
 test: venv collection system-deps
 	rm -rf $(TEST_RUN) && mkdir -p $(TEST_RUN)/logs && chmod 700 $(TEST_RUN)

@@ -67,13 +67,11 @@ def test_worker_and_module_process_give_the_same_results(vault, vault_client, tm
             assert handle.read().strip() not in run.output  # nor the token the module created
         results[route] = normalised(run, mount, tmp_path / route)
         results[route + "-run"] = run
-    for worker, module in zip(results["worker"], results["module"]):
-        assert worker == module, json.dumps([worker, module], indent=1, sort_keys=True)
     assert results["worker"] == results["module"]
     run = results["worker-run"]
     assert run.task("repository setup")["changed"] and not run.task("repository again")["changed"]
     assert run.task("repository rotation, check mode")["changed"]
-    assert run.task("repository info")["primary_index"] == 1 or "keys" in run.task("repository info")
+    assert run.task("repository info")["primary_index"] == 1  # the check-mode rotation changed nothing
     assert run.task("create")["changed"] and not run.task("again")["changed"]
     assert run.task("check-mode change")["changed"] and run.task("check-mode change")["diff"]
     assert run.status("bad input") == "failed" and "no-such-type" in run.task("bad input")["msg"]

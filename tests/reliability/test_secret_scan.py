@@ -15,7 +15,6 @@ and base64-encoded (e.g. a Secret's data).
 """
 
 import base64
-import concurrent.futures
 import json
 import os
 import re
@@ -50,13 +49,6 @@ def walk(paths):
                 path = os.path.join(folder, name)
                 if os.path.isfile(path) and not os.path.islink(path):
                     yield path
-
-
-def size_of(path):
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 def executable_binary(path):
@@ -129,16 +121,8 @@ def pieces(token):
     yield token.strip("=.")
 
 
-_FORMS = {}
-
-
-def _init_scanner(forms):
-    _FORMS.clear()
-    _FORMS.update(forms)
-
-
-def scan_files(paths):
-    """``(files scanned, characters, hits)`` of ``paths`` against the secret forms the worker was given."""
+def scan_files(paths, forms):
+    """``(files scanned, characters, hits)``: every token of every file in ``paths`` looked up in ``forms``."""
     scanned, size, hits = 0, 0, []
     for path in paths:
         try:
@@ -150,8 +134,8 @@ def scan_files(paths):
         size += len(text)
         for token in set(TOKEN.findall(text)):
             for piece in pieces(token):
-                if piece in _FORMS:
-                    kind, secret = _FORMS[piece]
+                if piece in forms:
+                    kind, secret = forms[piece]
                     hits.append("%s: %s (%s...)" % (path, kind, secret[:6]))
     return scanned, size, hits
 
@@ -172,18 +156,12 @@ def test_no_secret_in_any_output_or_artifact():
                 pass
     forms = variants(secrets)
     skipped = set(stores)
-    todo = [path for path in files if path not in skipped and os.path.basename(path) != "secrets-registry.tsv"]
-    binaries = [path for path in todo if executable_binary(path)]
-    todo = [path for path in todo if path not in set(binaries)]
-    # Largest first, dealt out one file at a time: the few big consumer files do not end up in one worker.
-    todo.sort(key=size_of, reverse=True)
-    scanned, size, hits = 0, 0, []
-    with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 1, initializer=_init_scanner,
-                                                initargs=(forms,)) as pool:
-        for file_scanned, file_size, file_hits in pool.map(scan_files, [[path] for path in todo], chunksize=16):
-            scanned += file_scanned
-            size += file_size
-            hits += file_hits
+    todo, binaries = [], []
+    for path in files:
+        if path in skipped or os.path.basename(path) == "secrets-registry.tsv":
+            continue
+        (binaries if executable_binary(path) else todo).append(path)
+    scanned, size, hits = scan_files(todo, forms)
     kinds = {}
     for kind in secrets.values():
         kinds[kind.split(":")[0]] = kinds.get(kind.split(":")[0], 0) + 1
