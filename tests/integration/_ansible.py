@@ -11,7 +11,10 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BIN = os.path.dirname(sys.executable)
+# The Python that runs ansible-playbook and the modules: the test's own, or the venv of another ansible-core line
+# (make test's compatibility phase sets KEYOPS_ANSIBLE_PYTHON; the servers and fixtures stay in this Python).
+ANSIBLE_PYTHON = os.environ.get("KEYOPS_ANSIBLE_PYTHON") or sys.executable
+BIN = os.path.dirname(ANSIBLE_PYTHON)
 
 
 class PlaybookRun:
@@ -87,7 +90,7 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
         "KEYOPS_RECORD_FILE": str(record_path),
         "ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "callback_plugins"),
         "ANSIBLE_CALLBACKS_ENABLED": ",".join(("record_results",) + tuple(callbacks)),
-        "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
+        "ANSIBLE_PYTHON_INTERPRETER": ANSIBLE_PYTHON,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCALHOST_WARNING": "0",

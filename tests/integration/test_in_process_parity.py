@@ -2,11 +2,11 @@
 process, and only tasks whose target is the controller's own Python take the worker path."""
 
 import json
+import os
 import re
-import sys
 import uuid
 
-from _ansible import play, run_playbook
+from _ansible import ANSIBLE_PYTHON, BIN, play, run_playbook
 
 WORKER = "in the worker process"
 SEPARATE = "runs as a separate module process"
@@ -79,22 +79,49 @@ def test_worker_and_module_process_give_the_same_results(vault, vault_client, tm
     assert "Traceback" not in run.output
 
 
-def test_only_the_controllers_own_python_takes_the_worker_path(vault, tmp_path):
+def test_every_spelling_of_the_controllers_python_takes_the_worker_path(vault, vault_client, tmp_path):
+    """The setups users have: the venv's python or python3 for ansible-playbook's python, an inventory localhost
+    whose interpreter is discovered on the PATH of an activated venv, the implicit localhost, a task delegated
+    to the controller.  Another environment of the same binary (the system Python under the venv), another
+    connection or become take the ordinary path."""
     inventory = tmp_path / "hosts.ini"
     inventory.write_text(
-        "localhost ansible_connection=local ansible_python_interpreter=%s\n"
+        "venv-python ansible_connection=local ansible_python_interpreter=%s\n"
+        "venv-python3 ansible_connection=local ansible_python_interpreter=%s\n"
+        "discovered ansible_connection=local\n"
         "other-python ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
         "remote ansible_host=127.0.0.9 ansible_connection=ssh ansible_python_interpreter=%s\n"
-        % (sys.executable, sys.executable))
-    probe = {"keyops.lifecycle.vault_transit_key_info": {"name": "none", "mount": "nowhere"},
-             "ignore_errors": True}
-    playbook = [{"hosts": "localhost,other-python", "gather_facts": False,
-                 "tasks": [dict(probe, name="direct")]},
+        % (os.path.join(BIN, "python"), os.path.join(BIN, "python3"), ANSIBLE_PYTHON))
+    mount = "routes-%s" % uuid.uuid4().hex[:8]
+    vault_client.sys.enable_secrets_engine("transit", path=mount)
+    vault_client.secrets.transit.create_key("probe", mount_point=mount)
+    probe = {"keyops.lifecycle.vault_transit_key_info": {"name": "probe", "mount": mount}, "ignore_errors": True}
+    playbook = [{"hosts": "venv-python,venv-python3,discovered,other-python", "gather_facts": False,
+                 "tasks": [dict(probe, name="direct"), dict(probe, name="again")]},
                 {"hosts": "remote", "gather_facts": False,
-                 "tasks": [dict(probe, name="delegated", delegate_to="localhost")]},
-                {"hosts": "localhost", "gather_facts": False, "become": True,
+                 "tasks": [dict(probe, name="delegated", delegate_to="venv-python")]},
+                {"hosts": "localhost", "gather_facts": False,  # not in the inventory: the implicit localhost
+                 "tasks": [dict(probe, name="implicit")]},
+                {"hosts": "venv-python", "gather_facts": False, "become": True,
                  "tasks": [dict(probe, name="become")]}]
-    run = run_playbook(tmp_path, playbook, env=vault.env, verbosity=4, inventory=str(inventory))
-    assert run.output.count(WORKER) == 2, run.output  # localhost directly, and the task delegated to it
-    assert "the host's Python (/usr/bin/python3) is not the one running Ansible" in run.output
+    # An activated venv: its bin first on PATH, no other Python ahead of it; interpreter discovery is the default.
+    env = dict(vault.env, PATH=os.pathsep.join((BIN, "/usr/bin", "/bin")), ANSIBLE_PYTHON_INTERPRETER="auto")
+    run = run_playbook(tmp_path, playbook, env=env, verbosity=4, inventory=str(inventory))
+    routes = {}
+    for line in run.output.splitlines():
+        if WORKER in line or SEPARATE in line:
+            routes[line] = routes.get(line, 0) + 1
+    assert run.output.count(WORKER) == 8, run.output  # 3 hosts x 2 tasks, delegated, implicit localhost
+    other = "the host's Python (/usr/bin/python3) is another Python or environment than the one running Ansible"
+    assert run.output.count(other) == 2, run.output
     assert "the task uses become" in run.output
+    assert run.output.count(SEPARATE) == 3, routes
+    # Discovery ran once for "discovered" and was recorded as ansible-core records it; the second task reused it.
+    discovered = [entry["result"] for entry in run.results if entry["host"] == "discovered"]
+    assert discovered[0]["ansible_facts"]["discovered_interpreter_python"].startswith(BIN + os.sep)
+    assert "ansible_facts" not in discovered[1]
+    assert run.output.count("Attempting python interpreter discovery") == 1
+    # (the system Python has no hvac: it fails there, as it would without this collection's worker path)
+    assert all(entry["status"] == "ok" for entry in run.results
+               if entry["task"] != "become" and entry["host"] != "other-python"), run.results
+    assert "Traceback" not in run.output

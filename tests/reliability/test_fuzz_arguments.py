@@ -17,7 +17,8 @@ import time
 import pytest
 from ansible.module_utils import _internal as _module_internal
 from ansible.module_utils import basic
-from ansible_collections.keyops.lifecycle.plugins.plugin_utils import _in_process as in_process
+from ansible.release import __version__ as ANSIBLE_CORE_VERSION
+from ansible_collections.keyops.lifecycle.plugins.plugin_utils import _module_runtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -136,7 +137,9 @@ def run_in_worker(module, params, check_mode):
     args = json.loads(json.dumps(internal_args(params, check_mode), default=str))
     before = (dict(os.environ), list(sys.argv), _module_internal.is_controller)
     sys.modules.pop(module.__name__, None)  # a worker runs the module file afresh, as __main__
-    output, code = in_process.ActionModule._run_module(module.__name__, args, {"KEYOPS_FUZZ_ENV": "set"})
+    runtime, reason = _module_runtime.load(ANSIBLE_CORE_VERSION)
+    assert runtime is not None, reason
+    output, code = runtime.run_module(module.__name__, args, {"KEYOPS_FUZZ_ENV": "set"})
     # The worker goes on with Ansible's own work afterwards: nothing of the module's run may stay behind.
     assert (dict(os.environ), list(sys.argv), _module_internal.is_controller) == before
     return code, output

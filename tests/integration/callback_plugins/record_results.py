@@ -40,8 +40,11 @@ class CallbackModule(CallbackBase):
             return
         # Seconds from task start to this result: the task's cost without ansible-playbook's start-up.
         seconds = time.perf_counter() - self.task_started if self.task_started else None
-        entry = {"task": result.task_name, "host": result.host.get_name(), "status": status,
-                 "seconds": seconds, "result": result._result}
+        # ansible-core 2.19+ names them host and result; 2.16-2.18 only _host and _result
+        host = result.host if hasattr(result, "host") else result._host
+        data = result.result if hasattr(result, "result") else result._result
+        entry = {"task": result.task_name, "host": host.get_name(), "status": status,
+                 "seconds": seconds, "result": data}
         with open(path, "a") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
 
