@@ -9,14 +9,18 @@ COLLECTIONS := $(BUILD)/collections
 COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/keyops/lifecycle
 # ansible-test needs a real directory at that shape (it resolves its working directory), so sanity
 # runs on a copy; HOME points into build/ so nothing lands in the user's home.
-SANITY_TREE := $(BUILD)/sanity/ansible_collections/keyops/lifecycle
+# SANITY_BIN: the venv whose ansible-test runs it (the compatibility phase points it at the newest line's venv).
+SANITY_BIN ?= $(CURDIR)/$(BIN)
+SANITY_PYTHON ?= 3.11
+SANITY_ROOT ?= $(BUILD)/sanity
+SANITY_TREE = $(SANITY_ROOT)/ansible_collections/keyops/lifecycle
 TEST_HOME := $(BUILD)/home
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PYTHONPATH := $(COLLECTIONS)
 export ANSIBLE_HOME := $(BUILD)/ansible-home
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps collection test test-pytest test-static test-molecule test-demo-installed unit integration lint sanity molecule demo demo-installed bench build ee docs clean
+.PHONY: help venv system-deps collection test test-pytest test-static test-molecule test-demo-installed unit integration lint sanity molecule demo demo-installed bench build ee docs clean compat test-compat-lowest test-compat-newest
 
 help:
 	@echo "make demo   - start a local OpenBao lab, run the rotation job twice, stop the lab"
@@ -65,9 +69,9 @@ sanity: venv system-deps
 	    --exclude=./transit-backups --exclude=./secrets -cf - . | tar -xf - -C $(SANITY_TREE)
 	# ansible-test lists the files to check with git.
 	cd $(SANITY_TREE) && git init -q && git add -A
-	HOME=$(TEST_HOME) $(BIN)/python tools/sanity_pip_bootstrap.py
-	cd $(SANITY_TREE) && HOME=$(TEST_HOME) PATH=$(CURDIR)/$(BIN):$$PATH \
-	  $(CURDIR)/$(BIN)/ansible-test sanity --venv --python 3.11 --color no 2>&1 \
+	HOME=$(TEST_HOME) $(SANITY_BIN)/python tools/sanity_pip_bootstrap.py
+	cd $(SANITY_TREE) && HOME=$(TEST_HOME) PATH=$(SANITY_BIN):$$PATH \
+	  $(SANITY_BIN)/ansible-test sanity --venv --python $(SANITY_PYTHON) --color no 2>&1 \
 	  | grep --line-buffered -v -E '^(Collecting|  Downloading|Installing|Successfully|Processing|Looking in|Using cached|  *━)'; \
 	  test $${PIPESTATUS[0]} -eq 0
 
@@ -88,15 +92,16 @@ test: venv collection system-deps
 	set -o pipefail; $(BIN)/python -m pytest tests/unit -q -n 2 --basetemp=$(BUILD)/unit-tmp $(PYTEST_ARGS) 2>&1 \
 	  | tee $(TEST_RUN)/logs/pytest-unit.log; rc=$$?; \
 	  if [ $$rc -eq 5 ] && [ -n "$(strip $(PYTEST_ARGS))" ]; then rc=0; fi; exit $$rc
-	# Molecule, the installed demo, docs, ansible-lint and sanity need nothing from the pytest phases: they run
-	# beside them at low priority (nice 10), on the CPU the tests leave idle; their output follows the tests'.
-	nice -n 10 $(MAKE) --no-print-directory -j5 --output-sync=target test-static > $(TEST_RUN)/logs/static.log 2>&1 & \
+	# Molecule, the installed demo, docs, ansible-lint, sanity and the compatibility phase need nothing from the
+	# pytest phases: they run beside them at low priority (nice 10), on the CPU the tests leave idle; their output
+	# follows the tests'.
+	nice -n 10 $(MAKE) --no-print-directory -j7 --output-sync=target test-static > $(TEST_RUN)/logs/static.log 2>&1 & \
 	  static=$$!; $(MAKE) --no-print-directory test-pytest; rc=$$?; \
 	  wait $$static; static_rc=$$?; cat $(TEST_RUN)/logs/static.log; \
-	  echo "pytest phases: exit $$rc; molecule, demo, docs, lint, sanity: exit $$static_rc"; \
+	  echo "pytest phases: exit $$rc; molecule, demo, docs, lint, sanity, compatibility: exit $$static_rc"; \
 	  [ $$rc -eq 0 ] && [ $$static_rc -eq 0 ]
 	KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry \
-	  KEYOPS_SCAN_ROOTS=$(TEST_RUN)/tmp:$(TEST_RUN)/tmp-race:$(TEST_RUN)/logs:$(ANSIBLE_HOME)/tmp:$(BUILD)/demo-installed \
+	  KEYOPS_SCAN_ROOTS=$(TEST_RUN)/tmp:$(TEST_RUN)/tmp-race:$(TEST_RUN)/logs:$(ANSIBLE_HOME)/tmp:$(BUILD)/demo-installed:$(COMPAT_SCAN_ROOTS) \
 	  $(BIN)/python -m pytest tests/reliability -q -p no:xdist -m secret_scan --basetemp=$(BUILD)/scan-tmp
 
 # The integration and reliability tests (workers take over queued tests from busy ones: the long crash and
@@ -112,7 +117,26 @@ test-pytest:
 	  $(PYTEST_ARGS) 2>&1 | tee $(TEST_RUN)/logs/pytest-race.log; rc=$$?; \
 	  if [ $$rc -eq 5 ] && [ -n "$(strip $(PYTEST_ARGS))" ]; then rc=0; fi; exit $$rc
 
-test-static: test-molecule test-demo-installed docs lint sanity
+test-static: test-molecule test-demo-installed docs lint sanity test-compat-lowest test-compat-newest
+
+# The compatibility phase (tools/compat.sh): the tests marked `compat` again under the lowest ansible-core line
+# meta/runtime.yml admits and under the newest on PyPI, each in a venv of its own on the Python it needs; the
+# newest also runs the in-process parity test and ansible-test sanity.  LINE:PYTHON.
+COMPAT_LOWEST ?= 2.16:3.11
+COMPAT_NEWEST ?= 2.21:3.13
+COMPAT_SCAN_ROOTS = $(TEST_RUN)/tmp-compat-$(firstword $(subst :, ,$(COMPAT_LOWEST))):$(TEST_RUN)/tmp-compat-$(firstword $(subst :, ,$(COMPAT_NEWEST)))
+compat: venv collection system-deps
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-compat-lowest test-compat-newest
+
+test-compat-lowest: venv collection
+	@mkdir -p $(TEST_RUN)/logs
+	set -o pipefail; TEST_RUN=$(TEST_RUN) bash tools/compat.sh $(subst :, ,$(COMPAT_LOWEST)) 2>&1 \
+	  | tee $(TEST_RUN)/logs/compat-lowest.log
+
+test-compat-newest: venv collection
+	@mkdir -p $(TEST_RUN)/logs
+	set -o pipefail; TEST_RUN=$(TEST_RUN) bash tools/compat.sh $(subst :, ,$(COMPAT_NEWEST)) newest 2>&1 \
+	  | tee $(TEST_RUN)/logs/compat-newest.log
 
 test-molecule: venv collection
 	set -o pipefail; KEYOPS_SECRET_REGISTRY=$(TEST_RUN)/registry $(MAKE) --no-print-directory molecule 2>&1 \

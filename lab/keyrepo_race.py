@@ -66,7 +66,7 @@ def short(key):
     return hashlib.sha256(key.encode() if isinstance(key, str) else bytes(key)).hexdigest()[:8]
 
 
-def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_done, pause=0.0):
+def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_done, pause=0.0, live=None):
     rng = random.Random(seed)
     validations = rejections = issue_failures = retries = aged_out = 0
     samples = []  # the first false rejections, described (short hashes of keys, never keys)
@@ -94,12 +94,17 @@ def node_loop(index, nodes, max_active_keys, stop, counters, seed, rotations_don
                 aged_out += 1
             else:
                 rejections += 1
+                if live is not None:
+                    with live.false_rejections.get_lock():
+                        live.false_rejections.value += 1
                 if len(samples) < 10:
                     samples.append({"issuer": os.path.basename(issuer), "validator": os.path.basename(nodes[index]),
                                     "token_key": short(issuer_keys[0]),
                                     "issuer_keys": [short(k) for k in issuer_keys],
                                     "validator_keys": [short(k) for k in keys],
                                     "validator_load_seconds": round(loaded - issued, 4), "at": time.time()})
+        if live is not None:
+            live.validations[index] = validations  # validated (or rejected): this node's own slot, one writer
     counters.put({"validations": validations, "false_rejections": rejections, "issue_failures": issue_failures,
                   "load_retries": retries, "aged_out": aged_out, "rejection_samples": samples})
 
@@ -169,6 +174,14 @@ def rotate_baseline(nodes, max_active_keys):
         subprocess.run(["rsync", "-a", "--delete", nodes[0] + "/", path + "/"], check=True)
 
 
+class LiveCounts:
+    """What the validators have done so far, readable while they run: validations per node, false rejections."""
+
+    def __init__(self, node_count):
+        self.validations = multiprocessing.Array("l", node_count, lock=False)
+        self.false_rejections = multiprocessing.Value("l", 0)
+
+
 class Validators:
     """One issuing/validating process per node; ``finish()`` stops them and sums their counts."""
 
@@ -176,8 +189,10 @@ class Validators:
         self.stop = multiprocessing.Event()
         self.counters = multiprocessing.Queue()
         self.rotations_done = multiprocessing.Value("l", 0)
+        self.live = LiveCounts(len(nodes))
         self.workers = [multiprocessing.Process(target=node_loop, args=(
-            i, nodes, max_active_keys, self.stop, self.counters, i, self.rotations_done, pause)) for i in range(len(nodes))]
+            i, nodes, max_active_keys, self.stop, self.counters, i, self.rotations_done, pause, self.live))
+            for i in range(len(nodes))]
         for worker in self.workers:
             worker.start()
 
@@ -198,8 +213,12 @@ class Validators:
         return totals
 
 
-def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.0, settle_seconds=0.05):
-    """``rotations`` rotations by ``protocol`` on ``node_count`` nodes, validators running: their counts (JSON)."""
+def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.0, settle_seconds=0.05,
+        stop_after_rejections=0):
+    """``rotations`` rotations by ``protocol`` on ``node_count`` nodes, validators running: their counts (JSON).
+
+    ``stop_after_rejections``: stop rotating once the validators have seen that many false rejections (a run that
+    is to show the rejections need not go on after it has)."""
     keyrepo = load_keyrepo()
     if os.path.exists(workdir):
         shutil.rmtree(workdir)
@@ -219,18 +238,30 @@ def run(protocol, node_count, rotations, workdir, max_active_keys=5, interval=0.
             validators.rotated()
             if interval:
                 time.sleep(interval)
+            if stop_after_rejections and validators.live.false_rejections.value >= stop_after_rejections:
+                break
     finally:
         elapsed = time.monotonic() - started
         totals = validators.finish()
     final = [keyrepo.describe(keyrepo.KeyRepo(path).read()) for path in nodes]
     consistent = all(state["keys"] == final[0]["keys"] for state in final)
-    return dict(totals, protocol=protocol, nodes=node_count, rotations=rotations, seconds=round(elapsed, 2),
-                consistent=consistent, primary_index=final[0]["primary_index"])
+    return dict(totals, protocol=protocol, nodes=node_count, rotations=validators.rotations_done.value,
+                seconds=round(elapsed, 2), consistent=consistent, primary_index=final[0]["primary_index"])
 
 
-def watch(nodes, max_active_keys, stop_file, result_file, nice=0, pause=0.0):
+def publish(progress_file, counts):
+    with open(progress_file + ".tmp", "w") as handle:
+        json.dump(counts, handle)
+    os.rename(progress_file + ".tmp", progress_file)
+
+
+def watch(nodes, max_active_keys, stop_file, result_file, nice=0, pause=0.0, progress_file=None):
     """Validators on ``nodes`` until ``stop_file`` exists (rotations are driven from outside, e.g. by Ansible);
     every rejection counts as false (``aged_out`` is not told apart: the driver rotates slowly).
+
+    ``progress_file``: the validations so far of each node, rewritten every 20 ms, so that whoever drives the
+    rotations can wait until the validators have seen each state (tests/integration/callback_plugins/
+    watch_barrier.py) instead of hoping they were scheduled.
 
     ``nice``, ``pause``: the validators never sleep, so each takes a core's share; a test suite running other
     tests beside them lowers their priority and lets each pause ``pause`` seconds between validations (still
@@ -243,7 +274,9 @@ def watch(nodes, max_active_keys, stop_file, result_file, nice=0, pause=0.0):
     deadline = time.monotonic() + 3600
     # Also stop when whoever started us is gone (a failed test must not leave validators spinning).
     while not os.path.exists(stop_file) and os.getppid() == parent and time.monotonic() < deadline:
-        time.sleep(0.05)
+        if progress_file:
+            publish(progress_file, list(validators.live.validations))
+        time.sleep(0.02)
     totals = validators.finish()
     with open(result_file + ".tmp", "w") as handle:
         json.dump(totals, handle)
@@ -263,13 +296,17 @@ def main(argv=None):
     parser.add_argument("--settle-seconds", type=float, default=0.05)
     parser.add_argument("--nice", type=int, default=0, help="watch: lower the validators' priority by this much")
     parser.add_argument("--pause", type=float, default=0.0, help="watch: seconds between two validations")
+    parser.add_argument("--progress-file", help="watch: each node's validations so far, rewritten every 20 ms")
     parser.add_argument("--workdir", help="ours/baseline: where the node repositories go")
+    parser.add_argument("--stop-after-rejections", type=int, default=0,
+                        help="stop rotating once this many false rejections were seen (0: never)")
     args = parser.parse_args(argv)
     if args.protocol == "watch":
-        watch(args.node_dirs.split(","), args.max_active_keys, args.stop_file, args.result_file, args.nice, args.pause)
+        watch(args.node_dirs.split(","), args.max_active_keys, args.stop_file, args.result_file, args.nice, args.pause,
+              args.progress_file)
         return 0
     print(json.dumps(run(args.protocol, args.nodes, args.rotations, args.workdir, args.max_active_keys,
-                         settle_seconds=args.settle_seconds)))
+                         settle_seconds=args.settle_seconds, stop_after_rejections=args.stop_after_rejections)))
     return 0
 
 

@@ -6,6 +6,8 @@ import os
 import re
 import uuid
 
+import pytest
+
 from _ansible import ANSIBLE_PYTHON, BIN, play, run_playbook
 
 WORKER = "in the worker process"
@@ -46,6 +48,8 @@ def normalised(run, mount, tmp_path):
     return json.loads(text)
 
 
+@pytest.mark.compat
+@pytest.mark.in_process
 def test_worker_and_module_process_give_the_same_results(vault, vault_client, tmp_path):
     results = {}
     for route, extra_vars in (("worker", None), ("module", {"keyops_lifecycle_in_process": False})):
@@ -79,6 +83,8 @@ def test_worker_and_module_process_give_the_same_results(vault, vault_client, tm
     assert "Traceback" not in run.output
 
 
+@pytest.mark.compat
+@pytest.mark.in_process
 def test_every_spelling_of_the_controllers_python_takes_the_worker_path(vault, vault_client, tmp_path):
     """The setups users have: the venv's python or python3 for ansible-playbook's python, an inventory localhost
     whose interpreter is discovered on the PATH of an activated venv, the implicit localhost, a task delegated

@@ -9,11 +9,13 @@ import os
 import stat
 import time
 
+import pytest
 import yaml
 
 from k10_helpers import K10Rotation, wait_until
 
 
+@pytest.mark.compat
 def test_three_step_rotation_with_k10_and_a_secret_consumer(vault, vault_client, transit_mount, k10, tmp_path, ansible):
     rotation = K10Rotation(vault, vault_client, k10, tmp_path, ansible, transit_mount)
     first = rotation.setup()

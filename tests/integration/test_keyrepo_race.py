@@ -16,6 +16,15 @@ from keyrepo_helpers import RACE, KeystoneNodes
 
 
 RESULTS = os.path.join(os.path.dirname(RACE), "..", "build", "test-results")
+ROLE_TASKS = 13  # task starts in one run of the keyrepo role (checked below)
+
+
+def assert_watched(counts, boundaries):
+    """The validators validated every node at each of at least ``boundaries`` task boundaries (the runs waited
+    for them there) and rejected no valid token: a watcher starved of CPU fails the test instead of passing it."""
+    assert counts["starved"] == [], counts["starved"]
+    assert counts["barriers"] >= boundaries, counts
+    assert counts["false_rejections"] == 0 and counts["issue_failures"] == 0, counts
 
 
 def race(tmp_path, protocol, rotations, **extra):
@@ -58,10 +67,11 @@ def test_merged_promote_and_purge_has_no_false_rejections_and_the_harness_sees_a
 
 def test_rsync_baseline_rejects_valid_tokens(tmp_path):
     """keystone's rotation on one node + rsync -a --delete to the others: the false 401s of the keystone rsync race."""
-    baseline = race(tmp_path, "baseline", 40)
+    baseline = race(tmp_path, "baseline", 40, stop_after_rejections=1)
     assert baseline["false_rejections"] > 0, baseline
 
 
+@pytest.mark.compat
 def test_role_rotations_with_validators_running(tmp_path):
     nodes = KeystoneNodes(tmp_path)
     nodes.rotate()  # set-up run: every node gets the same staged and primary key, then one rotation
@@ -72,7 +82,7 @@ def test_role_rotations_with_validators_running(tmp_path):
             assert "changed=0" not in run.stdout.split("PLAY RECAP")[1]
     finally:
         counts = nodes.stop_watching()
-    assert counts["validations"] > 100 and counts["false_rejections"] == 0 and counts["issue_failures"] == 0
+    assert_watched(counts, 3 * (ROLE_TASKS + 1))
     assert nodes.consistent() and sorted(nodes.keys("ks0")) == [0, 4, 5]
 
 
@@ -95,7 +105,7 @@ def test_role_merged_pass_keeps_the_key_unpromoted_nodes_still_use(tmp_path):
             assert run.status(PURGE) == "skipped"  # purged in the promotion, no separate pass
     finally:
         counts = nodes.stop_watching()
-    assert counts["validations"] > 100 and counts["false_rejections"] == 0 and counts["issue_failures"] == 0
+    assert_watched(counts, 3 * (ROLE_TASKS + 1))
     assert nodes.consistent() and len(nodes.keys("ks0")) == 3
 
 
@@ -132,7 +142,7 @@ def test_role_over_real_ssh_between_separate_hosts(tmp_path):
             third = nodes.rotate()
         finally:
             counts = nodes.stop_watching()
-        assert counts["false_rejections"] == 0 and counts["validations"] > 50
+        assert_watched(counts, ROLE_TASKS + 1)
         assert nodes.consistent() and sorted(nodes.keys(nodes.nodes[0])) == [0, 3, 4]
         assert "changed=0" not in third.stdout.split("PLAY RECAP")[1]
 
@@ -162,9 +172,6 @@ def test_diverged_repositories_are_refused(tmp_path):
         handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
     run = nodes.rotate(expect_rc=2)
     assert "key 2 differs between" in run.output and "diverged" in run.output
-
-
-ROLE_TASKS = 13  # task starts in one run of the keyrepo role (checked below)
 
 
 def crash_and_resume(nodes, **crash):
@@ -202,7 +209,8 @@ def test_role_crash_at_every_phase_then_rerun(tmp_path):
                  for seconds in ("1.0", "1.5", "2.0")]
     finally:
         counts = nodes.stop_watching()
-    assert counts["false_rejections"] == 0 and counts["issue_failures"] == 0 and counts["validations"] > 100
+    # every crashed run passed the boundaries before its crash, every re-run all of them
+    assert_watched(counts, (ROLE_TASKS + 3) * (ROLE_TASKS + 1))
     assert nodes.consistent()
     assert len(nodes.keys("ks0")) == 3
     # at least one of those crashes left nodes at different primaries (the timing depends on the machine's load)

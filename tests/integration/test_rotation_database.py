@@ -215,6 +215,7 @@ class Job:
         return key
 
 
+@pytest.mark.compat
 def test_rotation_with_file_and_database_consumers(vault, transit_mount, tmp_path, database):
     job = Job(vault, transit_mount, tmp_path, database)
     job.write_vars()

@@ -13,6 +13,7 @@ from rotation_helpers import Rotation
 KEYS = {"alpha": ([300, 100], None), "beta": ([200], "secret")}
 
 
+@pytest.mark.compat
 def test_full_rotation_report_and_idempotent_rerun(vault, transit_mount, tmp_path):
     rotation = Rotation(vault, transit_mount, tmp_path, KEYS, rotate_older_than="{{ age | default('30d') }}",
                         trim=("beta",))
@@ -78,6 +79,7 @@ def test_check_mode_changes_nothing(vault, transit_mount, tmp_path):
     assert "changed=" in run.stdout
 
 
+@pytest.mark.compat
 def test_consumers_that_cannot_be_rewrapped_keep_min_decryption_version(vault, transit_mount, tmp_path):
     keys = {"guarded": ([100, 50], None)}
     rotation = Rotation(vault, transit_mount, tmp_path, keys)

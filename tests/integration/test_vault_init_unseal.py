@@ -41,6 +41,7 @@ def secrets_in(keys_file):
     return document["unseal_keys_b64"] + document["unseal_keys_hex"] + [document["root_token"]]
 
 
+@pytest.mark.compat
 def test_init_writes_private_keys_file_once_then_unseal(server, tmp_path):
     keys_file = tmp_path / "secrets" / "init.json"
     check = run_playbook(tmp_path, play([init_task(server, keys_file)]), check=True, expect_rc=0)
