@@ -32,7 +32,8 @@ if [ ! -f "$venv/.stamp" ] || [ "$requirements" -nt "$venv/.stamp" ] || [ requir
         -r "$requirements"
     touch "$venv/.stamp"
 fi
-echo "compat $line: $("$venv/bin/ansible" --version | head -1) on $("$venv/bin/python" --version)"
+echo "compat $line: ansible-core $("$venv/bin/python" -c 'import ansible.release as r; print(r.__version__)')" \
+    "on $("$venv/bin/python" --version)"
 
 # One database engine here: what differs between the lines is Ansible, not the SQL (both run under the pinned one).
 tests=(tests/integration -m "compat and not in_process" -k "not mariadb")

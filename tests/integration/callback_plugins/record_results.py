@@ -43,7 +43,13 @@ class CallbackModule(CallbackBase):
         # ansible-core 2.19+ names them host and result; 2.16-2.18 only _host and _result
         host = result.host if hasattr(result, "host") else result._host
         data = result.result if hasattr(result, "result") else result._result
-        entry = {"task": result.task_name, "host": host.get_name(), "status": status,
+        task = result.task if hasattr(result, "task") else result._task
+        name = result.task_name
+        role = getattr(task, "_role", None)
+        prefix, _sep, rest = name.partition(" : ")
+        if role is not None and rest and prefix.rsplit(".", 1)[-1] == role._role_name:
+            name = rest  # ansible-core 2.21 prefixes a role's task names with the role
+        entry = {"task": name, "host": host.get_name(), "status": status,
                  "seconds": seconds, "result": data}
         with open(path, "a") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
