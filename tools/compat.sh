@@ -40,10 +40,11 @@ tests=(tests/integration -m "compat and not in_process" -k "not mariadb")
 if [ -n "$newest" ]; then
     tests=(tests/integration -m compat -k "not mariadb")
 fi
+read -r -a narrowed <<< "${PYTEST_ARGS:-}"  # make test's PYTEST_ARGS: words, as the Makefile passes them
 status=0
 KEYOPS_ANSIBLE_PYTHON=$venv/bin/python KEYOPS_SECRET_REGISTRY=$run/registry \
     .venv/bin/python -m pytest "${tests[@]}" -q -p no:xdist --basetemp="$run/tmp-compat-$line" \
-    ${PYTEST_ARGS:-} || status=$?
+    "${narrowed[@]}" || status=$?
 if [ "$status" -eq 5 ] && [ -n "${PYTEST_ARGS:-}" ]; then
     status=0  # PYTEST_ARGS narrowed the run to other tests
 fi

@@ -137,15 +137,16 @@ def run_in_worker(module, params, check_mode):
     args = json.loads(json.dumps(internal_args(params, check_mode), default=str))
     before = (dict(os.environ), list(sys.argv), _module_internal.is_controller)
     sys.modules.pop(module.__name__, None)  # a worker runs the module file afresh, as __main__
-    runtime, reason = _module_runtime.load(ANSIBLE_CORE_VERSION)
-    assert runtime is not None, reason
-    output, code = runtime.run_module(module.__name__, args, {"KEYOPS_FUZZ_ENV": "set"})
+    assert RUNTIME is not None, RUNTIME_REASON
+    output, code = RUNTIME.run_module(module.__name__, args, {"KEYOPS_FUZZ_ENV": "set"})
     # The worker goes on with Ansible's own work afterwards: nothing of the module's run may stay behind.
     assert (dict(os.environ), list(sys.argv), _module_internal.is_controller) == before
     return code, output
 
 
 ROUTES = {"module": run_in_process, "worker": run_in_worker}
+# Looked up once, before any comparison of the worker's state: it imports controller code (as a worker has).
+RUNTIME, RUNTIME_REASON = _module_runtime.load(ANSIBLE_CORE_VERSION)
 # The worker route runs only the modules with an in-process action plugin, with fewer examples.
 IN_PROCESS = sorted(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "action"))
                     if name.endswith(".py") and not name.startswith("_"))
