@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _atomic
@@ -107,53 +106,57 @@ def fetch_backup(connection, mount, name):
     return blob
 
 
-def _gpg_encrypt(blob, recipient=None, key_file=None, gpg="gpg"):
+def _gpg(run_command, argv, what, data=None, environ_update=None):
+    """gpg through the module's ``run_command`` (``AnsibleModule.run_command``): stdout as bytes."""
+    try:
+        rc, out, err = run_command(argv, data=data, binary_data=True, environ_update=environ_update or {},
+                                   encoding=None, handle_exceptions=False,
+                                   expand_user_and_vars=False)
+    except (IOError, OSError) as exc:
+        raise TransitBackupError("cannot run %s to %s (%s): install gnupg" % (argv[0], what, exc))
+    return rc, out, err.decode("utf-8", "replace").strip()[-500:] if isinstance(err, bytes) else str(err)
+
+
+def _gpg_encrypt(blob, run_command, recipient=None, key_file=None, gpg="gpg"):
     """``blob`` encrypted (binary OpenPGP) to ``recipient`` (in the keyring) or to the public key in ``key_file``."""
     argv = [gpg, "--batch", "--yes", "--quiet", "--no-tty", "--trust-model", "always", "--encrypt"]
     home = None
-    env = dict(os.environ)
+    environ_update = {}
     try:
         if key_file:
             # A throwaway home: the key file's key is used, nothing is imported into any keyring.
             home = tempfile.mkdtemp(prefix="keyops-gpg-")
-            env["GNUPGHOME"] = home
+            environ_update["GNUPGHOME"] = home
             argv += ["--no-autostart", "--recipient-file", key_file]
         else:
             argv += ["--recipient", recipient]
-        try:
-            proc = subprocess.run(argv + ["--output", "-"], input=blob.encode("ascii"), capture_output=True,
-                                  env=env, check=False)
-        except OSError as exc:
-            raise TransitBackupError("cannot run %s to encrypt the backup (%s): install gnupg or leave "
-                                     "backup_gpg_recipient/backup_gpg_key_file unset" % (gpg, exc))
-        if proc.returncode != 0 or not proc.stdout:
+        rc, out, err = _gpg(run_command, argv + ["--output", "-"], "encrypt the backup (or leave "
+                            "backup_gpg_recipient/backup_gpg_key_file unset)", blob.encode("ascii"), environ_update)
+        if rc != 0 or not out:
             raise TransitBackupError("gpg could not encrypt the backup to %s: %s" % (
-                key_file or recipient, proc.stderr.decode("utf-8", "replace").strip()[-500:] or "no output"))
-        return proc.stdout
+                key_file or recipient, err or "no output"))
+        return out
     finally:
         if home:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def gpg_decrypt(path, gpg="gpg"):
+def gpg_decrypt(path, run_command, gpg="gpg"):
     """The blob inside a GPG-encrypted backup file, decrypted with the private key of $GNUPGHOME's keyring."""
-    try:
-        proc = subprocess.run([gpg, "--batch", "--quiet", "--no-tty", "--decrypt", path], capture_output=True,
-                              check=False)
-    except OSError as exc:
-        raise TransitBackupError("cannot run %s to decrypt %s (%s)" % (gpg, path, exc))
-    if proc.returncode != 0:
+    rc, out, err = _gpg(run_command, [gpg, "--batch", "--quiet", "--no-tty", "--decrypt", path], "decrypt %s" % path)
+    if rc != 0:
         raise TransitBackupError("gpg could not decrypt %s (is the private key in the keyring of GNUPGHOME?): %s"
-                                 % (path, proc.stderr.decode("utf-8", "replace").strip()[-500:]))
-    return proc.stdout.decode("ascii", "replace").strip()
+                                 % (path, err))
+    return out.decode("ascii", "replace").strip()
 
 
-def write_backup(blob, target, gpg_recipient=None, gpg_key_file=None):
-    """Write the blob (or its GPG encryption) to ``target`` 0600 through the atomic writer, directories 0700.
+def write_backup(blob, target, gpg_recipient=None, gpg_key_file=None, run_command=None):
+    """Write the blob (or its GPG encryption, through ``run_command``) to ``target`` 0600 through the atomic
+    writer, directories 0700.
 
     Returns ``(path, sha256 of the bytes written)``.
     """
-    content = _gpg_encrypt(blob, gpg_recipient, gpg_key_file) if (gpg_recipient or gpg_key_file) \
+    content = _gpg_encrypt(blob, run_command, gpg_recipient, gpg_key_file) if (gpg_recipient or gpg_key_file) \
         else blob.encode("ascii")
     try:
         path = _atomic.write_file(target, content, mode=0o600, make_dirs=True)
@@ -163,18 +166,22 @@ def write_backup(blob, target, gpg_recipient=None, gpg_key_file=None):
 
 
 class BackupSettings:
-    """Where and how backups go: ``path`` (directory or file), optional GPG recipient or public key file."""
+    """Where and how backups go: ``path`` (directory or file), optional GPG recipient or public key file;
+    ``run_command``: the module's ``run_command``, which runs gpg."""
 
-    def __init__(self, path=None, gpg_recipient=None, gpg_key_file=None):
+    def __init__(self, path=None, gpg_recipient=None, gpg_key_file=None, run_command=None):
         self.path = path
         self.gpg_recipient = gpg_recipient
         self.gpg_key_file = gpg_key_file
+        self.run_command = run_command
         if gpg_key_file and not os.path.isfile(gpg_key_file):
             raise TransitBackupError("backup_gpg_key_file %r is not a readable file" % gpg_key_file)
 
     @classmethod
-    def from_params(cls, params):
-        return cls(params.get("backup_path"), params.get("backup_gpg_recipient"), params.get("backup_gpg_key_file"))
+    def from_module(cls, module):
+        params = module.params
+        return cls(params.get("backup_path"), params.get("backup_gpg_recipient"), params.get("backup_gpg_key_file"),
+                   module.run_command)
 
     @property
     def encrypted(self):
@@ -195,7 +202,7 @@ class BackupSettings:
             raise TransitBackupError("Vault's backup of %r in %s is not in the expected format; nothing was "
                                      "written and the irreversible step was not sent" % (name, mount))
         target = backup_target(self.path, mount, name, summary, now, self.encrypted)
-        path, digest = write_backup(blob, target, self.gpg_recipient, self.gpg_key_file)
+        path, digest = write_backup(blob, target, self.gpg_recipient, self.gpg_key_file, self.run_command)
         return {"path": path, "sha256": digest, "encrypted": self.encrypted,
                 "first_version": summary["first_version"], "last_version": summary["latest_version"]}
 
@@ -225,10 +232,11 @@ def check_destruction(name, operation, key, settings, allow_data_loss):
         % (what, key.get("exportable"), key.get("allow_plaintext_backup")))
 
 
-def read_backup_file(path):
-    """The blob in a backup file written by :func:`write_backup` (decrypted with gpg for .gpg/.asc/.pgp)."""
+def read_backup_file(path, run_command=None):
+    """The blob in a backup file written by :func:`write_backup` (decrypted with gpg, through the module's
+    ``run_command``, for .gpg/.asc/.pgp)."""
     if path.endswith(GPG_SUFFIXES):
-        blob = gpg_decrypt(path)
+        blob = gpg_decrypt(path, run_command)
     else:
         try:
             with open(path, "rb") as handle:

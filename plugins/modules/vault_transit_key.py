@@ -312,7 +312,7 @@ def restored(backend, module, before):
     """state=restored: the key from backup_file (a missing key is created, an existing one needs force)."""
     params = module.params
     name = params["name"]
-    blob, summary = read_backup_file(params["backup_file"])
+    blob, summary = read_backup_file(params["backup_file"], module.run_command)
     action = plan_restore(name, before, summary, params["force"], params["allow_older_backup"])
     if action is None:
         return dict(changed=False, key=before, actions=[], backup=None, irreversible=False)
@@ -367,7 +367,7 @@ def main():
     )
 
     def work(connection):
-        backups = BackupSettings.from_params(module.params)
+        backups = BackupSettings.from_module(module)
         backend = TransitBackend(connection, module.params["mount"], backups)
         name = module.params["name"]
         before = backend.get_info(name)

@@ -198,7 +198,7 @@ def main():
             if desired["rotate"] and desired["rotate_older_than"]:
                 raise VaultModuleError("key %s: rotate and rotate_older_than are mutually exclusive" % spec["name"])
             requests.append(desired)
-        backups = BackupSettings.from_params(module.params)
+        backups = BackupSettings.from_module(module)
         if backups.path and not backups.path.endswith("/"):
             backups.path += "/"  # always a directory here: one file per key
         backends = dict((mount, TransitBackend(connection, mount, backups))
