@@ -81,16 +81,15 @@ def play(tasks, module_defaults=None, hosts="localhost", gather_facts=False):
     return [entry]
 
 
-def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="localhost,", callbacks=(),
-                     expect_rc=None, timeout=600, kill_after=None, cwd=None):
-    """Run ansible-playbook; ``kill_after`` seconds SIGKILLs its whole process group (modules included)."""
-    argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, str(playbook_path)] + list(args)
+def playbook_env(record_path, callbacks=(), interpreter=ANSIBLE_PYTHON):
+    """The environment of every ansible-playbook a test starts: the result recorder (and ``callbacks``), quiet
+    output, ``interpreter`` for the modules (None: Ansible's own choice), Ansible's executables first on PATH, and
+    no VAULT_* settings (connection settings come only from what the test passes)."""
     run_env = dict(os.environ)
     run_env.update({
         "KEYOPS_RECORD_FILE": str(record_path),
         "ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "callback_plugins"),
         "ANSIBLE_CALLBACKS_ENABLED": ",".join(("record_results",) + tuple(callbacks)),
-        "ANSIBLE_PYTHON_INTERPRETER": ANSIBLE_PYTHON,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCALHOST_WARNING": "0",
@@ -98,10 +97,19 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
         "ANSIBLE_HOST_KEY_CHECKING": "0",
         "PATH": BIN + os.pathsep + run_env.get("PATH", ""),
     })
-    # Connection settings come only from what the test passes.
+    if interpreter:
+        run_env["ANSIBLE_PYTHON_INTERPRETER"] = interpreter
     for name in list(run_env):
         if name.startswith("VAULT_"):
             del run_env[name]
+    return run_env
+
+
+def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="localhost,", callbacks=(),
+                     expect_rc=None, timeout=600, kill_after=None, cwd=None):
+    """Run ansible-playbook; ``kill_after`` seconds SIGKILLs its whole process group (modules included)."""
+    argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, str(playbook_path)] + list(args)
+    run_env = playbook_env(record_path, callbacks)
     run_env.update(env or {})
     if os.path.exists(str(record_path)):
         os.unlink(str(record_path))
