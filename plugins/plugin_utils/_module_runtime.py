@@ -137,14 +137,13 @@ class ModuleRuntime:
         """The module's output parsed and cleaned by the controller's own code, as the ordinary path does."""
         low_level = {"rc": rc, "stdout": stdout, "stdout_lines": stdout.splitlines(), "stderr": "",
                      "stderr_lines": []}
+        parsed = action._parse_returned_data(low_level, PROFILE)
         if self.style == "dict":
-            data = action._parse_returned_data(low_level, PROFILE)
-            data.pop("_ansible_suppress_tmpdir_delete", None)
-            self._remove_internal_keys(data)
-            return data
-        unified = action._parse_returned_data(low_level, PROFILE)
-        unified.remove_internal_keys()
-        return unified.as_result_dict(for_round_trip=True)
+            parsed.pop("_ansible_suppress_tmpdir_delete", None)
+            self._remove_internal_keys(parsed)
+            return parsed
+        parsed.remove_internal_keys()
+        return parsed.as_result_dict(for_round_trip=True)
 
 
 def plain_task_result(stdout, rc):
