@@ -56,6 +56,19 @@ options:
   user:
     description: Run the process as this user (and its primary group); needs root. Default - the current user.
     type: str
+  listen_address:
+    description:
+      - C(host:port) the program listens on once it is up. When set, a start waits until a TCP connection to it
+        succeeds or the process exits, whichever comes first, so a program that dies on a bad configuration is
+        reported with its own error however slowly it fails.
+      - Without it, the process only has to be alive half a second after the start.
+    type: str
+    version_added: 1.1.0
+  start_timeout:
+    description: Seconds a start waits for O(listen_address) before it fails (the process is left running).
+    type: int
+    default: 60
+    version_added: 1.1.0
 author:
   - keyops developers (@keyops)
 """
@@ -78,9 +91,19 @@ pid:
 import os
 import pwd
 import signal
+import socket
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
+
+def alive(pid):
+    """Whether ``pid`` is a live process (not a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (IOError, OSError, IndexError):
+        return False
 
 
 def running_pid(pid_file, program):
@@ -90,10 +113,9 @@ def running_pid(pid_file, program):
             pid = int(handle.read().strip())
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             cmdline = handle.read().split(b"\0")
-        with open("/proc/%d/stat" % pid) as handle:
-            if handle.read().rsplit(")", 1)[-1].split()[0] == "Z":
-                return None
     except (IOError, OSError, ValueError):
+        return None
+    if not alive(pid):
         return None
     return pid if cmdline and os.path.basename(cmdline[0].decode(errors="replace")) == os.path.basename(program) else None
 
@@ -107,6 +129,43 @@ def last_error(log_file):
         return "no log"
     errors = [line for line in lines if "rror" in line]
     return (errors or lines or ["no output"])[-1]
+
+
+def split_address(address):
+    """``host:port`` (``[v6]:port`` too) as a (host, port) pair; None when it is not one."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def listening(host, port):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except (IOError, OSError):
+        return False
+    return True
+
+
+def wait_started(pid, address, timeout):
+    """'up', 'exited' or 'timeout': whether the process ``pid`` listens on ``address`` or died first.
+
+    Asks whether ``pid`` lives, not whether it runs the program yet: just after the fork it may not have
+    reached its exec. Without an address the process only has to survive half a second (how long a bad
+    configuration usually takes to kill a server on an idle host; the address is the reliable check).
+    """
+    if address is None:
+        time.sleep(0.5)
+        return "up" if alive(pid) else "exited"
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive(pid):
+            return "exited"
+        if listening(*address):
+            return "up"
+        if time.monotonic() >= deadline:
+            return "timeout"
+        time.sleep(0.1)
 
 
 def stop(pid, timeout):
@@ -185,6 +244,8 @@ def main():
             environment=dict(type="dict", default={}, no_log=True),  # may carry credentials (awskms keys)
             stop_timeout=dict(type="int", default=20),
             user=dict(type="str"),
+            listen_address=dict(type="str"),
+            start_timeout=dict(type="int", default=60),
         ),
         supports_check_mode=True,
     )
@@ -192,6 +253,11 @@ def main():
     argv, state = params["argv"], params["state"]
     if not argv:
         module.fail_json(msg="argv is empty: give the program to run and its arguments, e.g. [/usr/local/bin/bao, server]")
+    address = None
+    if params["listen_address"]:
+        address = split_address(params["listen_address"])
+        if address is None:
+            module.fail_json(msg="listen_address %r is not host:port (e.g. 127.0.0.1:8200)" % params["listen_address"])
     if not os.path.isfile(argv[0]) or not os.access(argv[0], os.X_OK):
         module.fail_json(msg="%s is not an executable file" % argv[0])
     if params["user"]:
@@ -219,10 +285,15 @@ def main():
                     params["user"])
     except (IOError, OSError) as exc:
         module.fail_json(msg="cannot start %s: %s" % (argv[0], exc))
-    time.sleep(0.5)
-    if not running_pid(params["pid_file"], argv[0]):
-        module.fail_json(msg="%s exited at once: %s (log: %s)" % (argv[0], last_error(params["log_file"]),
-                                                                  params["log_file"]))
+    outcome = wait_started(pid, address, params["start_timeout"])
+    if outcome == "exited":
+        module.fail_json(msg="%s exited while starting: %s (log: %s)" % (argv[0], last_error(params["log_file"]),
+                                                                         params["log_file"]))
+    if outcome == "timeout":
+        module.fail_json(changed=True, pid=pid,
+                         msg="%s runs (pid %d) but did not listen on %s within %ds; its last log line: %s (log: %s)"
+                         % (argv[0], pid, params["listen_address"], params["start_timeout"],
+                            last_error(params["log_file"]), params["log_file"]))
     module.exit_json(changed=True, pid=pid)
 
 

@@ -100,7 +100,7 @@ def test_bad_configuration_shows_the_servers_own_error(tmp_path):
         result = run(tmp_path, vars_path)
         assert result.rc != 0
         # OpenBao's own complaint about the second storage stanza, not just "it did not start".
-        assert "exited at once" in result.output and "storage" in result.output.lower()
+        assert "exited while starting" in result.output and "storage" in result.output.lower()
     finally:
         stop(data)
 

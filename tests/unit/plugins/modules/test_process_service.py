@@ -19,6 +19,10 @@ class FakeProcesses:
         self.starts = []  # argument tuples of every daemon start
         self.next_pid = 5000
         self.now = 0.0
+        self.timeline = []  # (fake time, action) run once the clock passes that time
+
+    def at(self, when, action):
+        self.timeline.append((when, action))
 
     def add(self, pid, argv, state="S"):
         directory = self.root / str(pid)
@@ -51,6 +55,10 @@ class FakeProcesses:
 
     def sleep(self, seconds):
         self.now += seconds
+        due = [event for event in self.timeline if event[0] <= self.now]
+        self.timeline = [event for event in self.timeline if event[0] > self.now]
+        for _when, action in due:
+            action()
 
 
 @pytest.fixture
@@ -201,14 +209,80 @@ def test_a_program_that_exits_at_once_explains_itself_from_its_log(procs, progra
         procs, lives=False, log_line="Error parsing config.hcl: At 3:1: expected: IDENT | STRING got: RBRACE"))
     result = service(program, files)
     assert result["failed"] is True
-    assert result["msg"] == ("%s exited at once: Error parsing config.hcl: At 3:1: expected: IDENT | STRING got: "
+    assert result["msg"] == ("%s exited while starting: Error parsing config.hcl: At 3:1: expected: IDENT | STRING got: "
                              "RBRACE (log: %s)" % (program, files["log_file"]))
 
 
 def test_no_log_at_all_says_so(procs, program, files, monkeypatch):
     monkeypatch.setattr(process_service, "start", daemon_start(procs, lives=False))
     result = service(program, files)
-    assert result["failed"] is True and result["msg"].endswith("exited at once: no log (log: %s)" % files["log_file"])
+    assert result["failed"] is True and result["msg"].endswith("exited while starting: no log (log: %s)" % files["log_file"])
+
+
+class FakeListener:
+    """``listening(host, port)`` on the fake clock: the port accepts connections from ``opens_at`` on."""
+
+    def __init__(self, procs, opens_at=None):
+        self.procs, self.opens_at, self.asked = procs, opens_at, []
+
+    def __call__(self, host, port):
+        self.asked.append((host, port))
+        return self.opens_at is not None and self.procs.now >= self.opens_at
+
+
+def test_with_listen_address_a_start_waits_until_the_port_answers(procs, program, files, monkeypatch):
+    monkeypatch.setattr(process_service, "start", daemon_start(procs))
+    listener = FakeListener(procs, opens_at=4.0)
+    monkeypatch.setattr(process_service, "listening", listener)
+    result = service(program, files, listen_address="127.0.0.1:8200")
+    assert result["changed"] is True and result["pid"] == procs.next_pid and not result.get("failed")
+    assert 4.0 <= procs.now < 4.5 and set(listener.asked) == {("127.0.0.1", 8200)}
+
+
+def test_with_listen_address_a_server_that_dies_slowly_still_explains_itself(procs, program, files, monkeypatch):
+    """The case a fixed half-second check misses on a loaded host: the bad configuration kills it after 3 s."""
+    monkeypatch.setattr(process_service, "start", daemon_start(
+        procs, log_line="Error parsing config: only one storage stanza may be given"))
+    procs.at(3.0, lambda: procs.remove(procs.next_pid))
+    monkeypatch.setattr(process_service, "listening", FakeListener(procs))
+    result = service(program, files, listen_address="127.0.0.1:8200")
+    assert result["failed"] is True and 3.0 <= procs.now < 3.5
+    assert result["msg"] == ("%s exited while starting: Error parsing config: only one storage stanza may be given "
+                             "(log: %s)" % (program, files["log_file"]))
+
+
+def test_with_listen_address_a_server_that_never_listens_times_out_and_keeps_running(procs, program, files,
+                                                                                     monkeypatch):
+    monkeypatch.setattr(process_service, "start", daemon_start(procs, log_line="error: waiting for the seal"))
+    monkeypatch.setattr(process_service, "listening", FakeListener(procs))
+    result = service(program, files, listen_address="[::1]:8200", start_timeout=9)
+    assert result["failed"] is True and result["changed"] is True and 9 <= procs.now < 9.5
+    assert result["msg"] == ("%s runs (pid %d) but did not listen on [::1]:8200 within 9s; its last log line: "
+                             "error: waiting for the seal (log: %s)" % (program, procs.next_pid, files["log_file"]))
+    assert procs.alive(procs.next_pid) and procs.signals == []
+
+
+@pytest.mark.parametrize("address", ["8200", "127.0.0.1", "127.0.0.1:http", ":8200"])
+def test_a_listen_address_that_is_not_host_port_is_refused_before_anything_starts(procs, program, files,
+                                                                                  monkeypatch, address):
+    monkeypatch.setattr(process_service, "start", daemon_start(procs))
+    result = service(program, files, listen_address=address)
+    assert result["failed"] is True and result["msg"].startswith("listen_address %r is not host:port" % address)
+    assert procs.starts == []
+
+
+def test_listening_really_connects(tmp_path):
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    assert process_service.listening("127.0.0.1", port) is False  # bound, not listening
+    server.listen(1)
+    try:
+        assert process_service.listening("127.0.0.1", port) is True
+    finally:
+        server.close()
 
 
 def test_a_start_that_cannot_fork_is_reported(procs, program, files, monkeypatch):
