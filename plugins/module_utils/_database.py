@@ -37,7 +37,7 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._errors import Ke
 from ansible_collections.keyops.lifecycle.plugins.module_utils._retry import Retry, with_retries
 from ansible_collections.keyops.lifecycle.plugins.module_utils import _rewrap
 from ansible_collections.keyops.lifecycle.plugins.module_utils._rewrap import (
-    MAX_SAFE_BATCH, BatchRewrapper, _new_version, make_sender)
+    MAX_SAFE_BATCH, NOT_A_CIPHERTEXT, BatchRewrapper, _new_version, make_sender)
 
 try:
     import sqlalchemy
@@ -58,7 +58,6 @@ CIPHERTEXT_PATTERN = r"^vault:v[0-9]{1,9}:[A-Za-z0-9+/=]+$"
 VERSION_PATTERN = r"^vault:v([0-9]{1,9}):.*$"
 CIPHERTEXT_GROUP_PATTERN = r"^vault:v([0-9]{1,9}):[A-Za-z0-9+/=]+$"
 MALFORMED = -1
-NOT_A_CIPHERTEXT = "not a Vault transit ciphertext (expected vault:v<N>:<base64>)"
 
 # scheme -> (SQLAlchemy driver, dialect family, password environment variable we read ourselves).
 # libpq reads PGPASSWORD / PGPASSFILE by itself, so PostgreSQL needs none from us.

@@ -53,6 +53,7 @@ from ansible_collections.keyops.lifecycle.plugins.module_utils._vault import Vau
 # Vault/OpenBao transit ciphertext: vault:v<version>:<base64>.
 CIPHERTEXT_RE = re.compile(r"^vault:v(\d+):[A-Za-z0-9+/=]+$")
 _LOOSE_VERSION_RE = re.compile(r"vault:v(\d+):")
+NOT_A_CIPHERTEXT = "not a Vault transit ciphertext (expected vault:v<N>:<base64>)"
 # OpenBao's default listener refuses JSON bodies with more than ~1,000 strings: 499 items pass.
 MAX_SAFE_BATCH = 490
 # An item with a context carries twice the strings.
@@ -124,7 +125,7 @@ def parse_line(text, field):
         value = document[field]
     version = ciphertext_version(value)
     if version is None:
-        raise ValueError("not a Vault transit ciphertext (expected vault:v<N>:<base64>)")
+        raise ValueError(NOT_A_CIPHERTEXT)
     return value, document, version
 
 
@@ -174,6 +175,15 @@ class LineFormat:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("not UTF-8 text")
+        if self.field is None:
+            # parse_line's plain branch inlined: this runs once per line of files of millions of lines.
+            stripped = text.strip()
+            if not stripped:
+                return text, None, None, None, None
+            match = CIPHERTEXT_RE.match(stripped)
+            if match is None:
+                raise ValueError(NOT_A_CIPHERTEXT)
+            return text, stripped, None, int(match.group(1)), None
         ciphertext, document, version = parse_line(text, self.field)
         context = None
         if version is not None and self.context_field is not None:
@@ -438,6 +448,8 @@ class Rewriter:
 
     def _drain(self, chunk, future, sink, keep_bad):
         results = future.result() if future is not None else []
+        field = self.fmt.field
+        lines, versions = chunk.lines, chunk.versions
         for (index, text, old, document, _context), result in zip(chunk.pending, results):
             new = result.get("ciphertext") if isinstance(result, dict) else None
             version = _new_version(new)
@@ -445,8 +457,11 @@ class Rewriter:
                 self.failed += 1
                 self.error(chunk.first_line + index, str((result or {}).get("error") or "no ciphertext returned"))
                 continue  # keep_bad: the line stays as it was, counted at its old version
-            chunk.lines[index] = replace_ciphertext(text, document, self.fmt.field, old, new).encode("utf-8")
-            chunk.versions[index] = version
+            if field is None:
+                lines[index] = text.replace(old, new, 1).encode("utf-8")  # replace_ciphertext's plain case
+            else:
+                lines[index] = replace_ciphertext(text, document, field, old, new).encode("utf-8")
+            versions[index] = version
             self.rewrapped += 1
         if keep_bad or self.clean:
             sink(b"".join(chunk.lines))
