@@ -408,20 +408,23 @@ class Rewriter:
     def pending_bytes(self, source):
         return os.fstat(source.fileno()).st_size - self.offset
 
-    def _lines(self, source, final):
+    def _chunks(self, source, final, keep_bad):
+        """Chunks of the complete lines from ``offset`` on (``final``: a last line without newline too).
+
+        One loop over the lines with the per-line work bound to locals: it runs once per line of files of
+        millions of lines. ``offset`` and ``lineno`` advance with every line taken, as a resumed feed needs.
+        """
+        parse, target, batch_size, census = self.fmt.parse, self.target, self.batch_size, self.census_before
+        chunk = _Chunk(self.lineno + 1)
+        lines, versions, pending = chunk.lines, chunk.versions, chunk.pending
         source.seek(self.offset)
         for raw in source:
-            if not raw.endswith(b"\n") and not final:
-                return  # a line still being written: taken once complete
+            if not final and not raw.endswith(b"\n"):
+                break  # a line still being written: taken once complete
             self.offset += len(raw)
-            yield raw
-
-    def _chunks(self, source, final, keep_bad):
-        chunk = _Chunk(self.lineno + 1)
-        for raw in self._lines(source, final):
             self.lineno += 1
             try:
-                text, ciphertext, document, version, context = self.fmt.parse(raw)
+                text, ciphertext, document, version, context = parse(raw)
             except ValueError as exc:
                 self.malformed += 1
                 self.error(self.lineno, str(exc))
@@ -429,15 +432,16 @@ class Rewriter:
                 if keep_bad:
                     version = loose_version(raw)
             if version is not None:
-                self.census_before[version] = self.census_before.get(version, 0) + 1
-                if ciphertext is not None and version < self.target:
-                    chunk.pending.append((len(chunk.lines), text, ciphertext, document, context))
-            chunk.lines.append(raw)
-            chunk.versions.append(version)
-            if len(chunk.pending) >= self.batch_size or len(chunk.lines) >= MAX_CHUNK_LINES:
+                census[version] = census.get(version, 0) + 1
+                if ciphertext is not None and version < target:
+                    pending.append((len(lines), text, ciphertext, document, context))
+            lines.append(raw)
+            versions.append(version)
+            if len(pending) >= batch_size or len(lines) >= MAX_CHUNK_LINES:
                 yield chunk
                 chunk = _Chunk(self.lineno + 1)
-        if chunk.lines:
+                lines, versions, pending = chunk.lines, chunk.versions, chunk.pending
+        if lines:
             yield chunk
 
     def _send(self, pending):
