@@ -175,15 +175,6 @@ class LineFormat:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("not UTF-8 text")
-        if self.field is None:
-            # parse_line's plain branch inlined: this runs once per line of files of millions of lines.
-            stripped = text.strip()
-            if not stripped:
-                return text, None, None, None, None
-            match = CIPHERTEXT_RE.match(stripped)
-            if match is None:
-                raise ValueError(NOT_A_CIPHERTEXT)
-            return text, stripped, None, int(match.group(1)), None
         ciphertext, document, version = parse_line(text, self.field)
         context = None
         if version is not None and self.context_field is not None:
@@ -461,10 +452,7 @@ class Rewriter:
                 self.failed += 1
                 self.error(chunk.first_line + index, str((result or {}).get("error") or "no ciphertext returned"))
                 continue  # keep_bad: the line stays as it was, counted at its old version
-            if field is None:
-                lines[index] = text.replace(old, new, 1).encode("utf-8")  # replace_ciphertext's plain case
-            else:
-                lines[index] = replace_ciphertext(text, document, field, old, new).encode("utf-8")
+            lines[index] = replace_ciphertext(text, document, field, old, new).encode("utf-8")
             versions[index] = version
             self.rewrapped += 1
         if keep_bad or self.clean:
