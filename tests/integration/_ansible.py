@@ -1,10 +1,16 @@
 """Run real playbooks with ansible-playbook and read back every task's result."""
 
+import atexit
 import json
 import os
+import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 import yaml
@@ -15,6 +21,13 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 # (make test's compatibility phase sets KEYOPS_ANSIBLE_PYTHON; the servers and fixtures stay in this Python).
 ANSIBLE_PYTHON = os.environ.get("KEYOPS_ANSIBLE_PYTHON") or sys.executable
 BIN = os.path.dirname(ANSIBLE_PYTHON)
+# Runs forked from a process that imported ansible-playbook once (``_playbook_zygote.py``) unless this is "0".
+# Runs that are to be killed (``kill_after``) always start as processes of their own: the crash tests find what a
+# killed run left by its environment, which only an exec'd process shows in /proc.
+FORKED_RUNS = os.environ.get("KEYOPS_TEST_FORKED_PLAYBOOKS", "1") != "0"
+ZYGOTE_SCRIPT = os.path.join(HERE, "_playbook_zygote.py")
+# Variables that only the run reads (not ansible-core at import): they may differ between runs of one zygote.
+PER_RUN_VARIABLES = ("KEYOPS_RECORD_FILE",)
 
 
 class PlaybookRun:
@@ -113,24 +126,30 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
     run_env.update(env or {})
     if os.path.exists(str(record_path)):
         os.unlink(str(record_path))
-    proc = subprocess.Popen(argv, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, cwd=cwd)
-    killed = False
-    try:
-        stdout, stderr = proc.communicate(timeout=kill_after if kill_after is not None else timeout)
-    except subprocess.TimeoutExpired:
-        if kill_after is None:
+    zygote = _zygote_for(run_env, cwd) if FORKED_RUNS and kill_after is None else None
+    if zygote is not None:
+        pid, returncode, stdout, stderr = zygote.run(argv, run_env, cwd, timeout)
+        killed = False
+    else:
+        proc = subprocess.Popen(argv, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True, cwd=cwd)
+        killed = False
+        try:
+            stdout, stderr = proc.communicate(timeout=kill_after if kill_after is not None else timeout)
+        except subprocess.TimeoutExpired:
+            if kill_after is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
+            killed = True
             os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        killed = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-    if killed or proc.returncode == -signal.SIGKILL:
+            stdout, stderr = proc.communicate()
+        pid, returncode = proc.pid, proc.returncode
+    if killed or returncode == -signal.SIGKILL:
         killed = True
         kill_what_is_left(record_path)
         # Module processes the controller started may outlive it: a crash kills them too.
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     results = []
@@ -140,10 +159,102 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
     # Everything the run printed stays next to its results: the secret scan of the test run reads it.
     with open(str(record_path) + ".out", "w") as handle:
         handle.write(stdout + stderr)
-    run = PlaybookRun(argv, proc.returncode, stdout, stderr, results, killed)
+    run = PlaybookRun(argv, returncode, stdout, stderr, results, killed)
     if expect_rc is not None:
         assert run.rc == expect_rc, "ansible-playbook rc=%s (expected %s)\n%s" % (run.rc, expect_rc, run.output)
     return run
+
+
+class _Zygote:
+    """One ``_playbook_zygote.py`` process: runs ansible-playbook forked from it, as ``Popen`` would report them."""
+
+    def __init__(self, env, cwd):
+        self.directory = tempfile.mkdtemp(prefix="keyops-zygote-")  # short: a socket path has ~100 bytes
+        self.path = os.path.join(self.directory, "socket")
+        self.log = open(os.path.join(self.directory, "log"), "w+")
+        self.process = subprocess.Popen([ANSIBLE_PYTHON, ZYGOTE_SCRIPT, self.path], env=env, cwd=cwd,
+                                        stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                self.log.seek(0)
+                raise RuntimeError("the playbook zygote did not start:\n%s" % self.log.read())
+            time.sleep(0.01)
+
+    def run(self, argv, env, cwd, timeout):
+        """``(pid, returncode, stdout, stderr)`` of one run; its process group is killed on ``timeout``."""
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        payload = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode("utf-8")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.path)
+            try:
+                socket.send_fds(conn, [struct.pack("!I", len(payload)) + payload], [stdin, out_write, err_write])
+            finally:
+                for fd in (stdin, out_write, err_write):
+                    os.close(fd)
+            answers = conn.makefile("rb")
+            pid = int(answers.readline())
+            chunks = {out_read: [], err_read: []}
+            readers = [threading.Thread(target=_read_all, args=(fd, chunks[fd]), daemon=True) for fd in chunks]
+            for reader in readers:
+                reader.start()
+            conn.settimeout(timeout)
+            try:
+                returncode = int(answers.readline())
+            except socket.timeout:
+                os.killpg(pid, signal.SIGKILL)
+                raise subprocess.TimeoutExpired(argv, timeout)
+            for reader in readers:
+                reader.join()
+        stdout, stderr = (b"".join(chunks[fd]).decode("utf-8", "replace") for fd in (out_read, err_read))
+        return pid, returncode, stdout, stderr
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()  # it removes its ansible-local temporary directory
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _read_all(fd, chunks):
+    try:
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            chunks.append(data)
+    finally:
+        os.close(fd)
+
+
+_ZYGOTES = {}
+_ZYGOTES_LOCK = threading.Lock()
+
+
+def _zygote_for(env, cwd):
+    """The zygote for runs with this environment and working directory (ansible-core's configuration depends on
+    both), started on first use."""
+    key = (tuple(sorted((name, value) for name, value in env.items() if name not in PER_RUN_VARIABLES)), cwd)
+    with _ZYGOTES_LOCK:
+        if key not in _ZYGOTES:
+            _ZYGOTES[key] = _Zygote({name: value for name, value in env.items() if name not in PER_RUN_VARIABLES},
+                                    cwd)
+        return _ZYGOTES[key]
+
+
+@atexit.register
+def _stop_zygotes():
+    for zygote in _ZYGOTES.values():
+        zygote.stop()
 
 
 def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosity=0, extra_vars=None,

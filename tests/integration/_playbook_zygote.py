@@ -1,0 +1,153 @@
+"""A process that has imported ansible-playbook once and forks a fresh run of it for every request (tests only).
+
+Started by ``_ansible.py`` under the Python that runs ansible-playbook, with the environment and working directory
+its runs will have (ansible-core reads its configuration at import).  Each request (one connection on the Unix
+socket given as argv[1]: the run's argv, environment and working directory, with its stdin, stdout and stderr as
+file descriptors) is served by a forked monitor that forks the run in a session of its own, sends back the run's
+pid, waits for it and sends back its exit code as ``Popen.returncode`` has it.  The run is what the
+``ansible-playbook`` console script would do; only the imports (~0.4 CPU-s of its ~1.1) were done once.
+
+Standard library only: it runs in the compatibility venvs too.
+"""
+
+import atexit
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import traceback
+
+# Libraries every task of the collection's Vault modules imports in its worker: imported here, the forked
+# workers find them loaded.
+PRELOAD = ("hvac", "requests")
+
+
+def _receive(conn):
+    data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+    (size,) = struct.unpack("!I", data[:4])
+    data = data[4:]
+    while len(data) < size:
+        more = conn.recv(size - len(data))
+        if not more:
+            raise EOFError("request cut short")
+        data += more
+    return json.loads(data.decode("utf-8")), fds
+
+
+def _exit_code(run):
+    try:
+        code = run()
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:  # pylint: disable=broad-except  # what the interpreter prints for an uncaught exception
+        traceback.print_exc()
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        sys.stderr.write("%s\n" % code)
+        code = 1
+    return code
+
+
+def _own_local_tmp():
+    """ansible-core makes its local temporary directory (``ansible-local-<pid>...``) at import and removes it at
+    exit: a run gets one of its own, as a process started afresh would, and leaves the zygote's alone."""
+    import ansible.constants as C  # pylint: disable=import-outside-toplevel
+    from ansible.utils.path import cleanup_tmp_file  # pylint: disable=import-outside-toplevel
+
+    atexit.unregister(cleanup_tmp_file)
+    C.DEFAULT_LOCAL_TMP = tempfile.mkdtemp(prefix="ansible-local-%s" % os.getpid(),
+                                           dir=os.path.dirname(C.DEFAULT_LOCAL_TMP))
+    atexit.register(cleanup_tmp_file, C.DEFAULT_LOCAL_TMP, warn=True)
+
+
+def _run(request, fds, playbook_main):
+    """The forked run: what the console script does, then the interpreter's exit (atexit, flush)."""
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    if request["cwd"]:
+        os.chdir(request["cwd"])
+    sys.argv = list(request["argv"])
+    _own_local_tmp()
+    code = _exit_code(playbook_main)
+    atexit._run_exitfuncs()  # pylint: disable=protected-access  # os._exit below skips them
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code & 0xFF)
+
+
+def _serve(conn, request, fds, playbook_main):
+    """The monitor: forks the run, reports its pid and then its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        conn.close()
+        _run(request, fds, playbook_main)
+    for fd in fds:
+        os.close(fd)
+    try:
+        conn.sendall(b"%d\n" % pid)
+        _pid, status = os.waitpid(pid, 0)
+        conn.sendall(b"%d\n" % os.waitstatus_to_exitcode(status))
+    finally:
+        os._exit(0)
+
+
+def main(path):
+    from ansible.cli.playbook import main as playbook_main  # pylint: disable=import-outside-toplevel
+
+    for name in PRELOAD:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    if threading.active_count() != 1:
+        raise SystemExit("the imports started threads: forking would copy them half-way")
+    # Stopped with SIGTERM: exit as Python does, removing ansible-core's local temporary directory.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path + ".tmp")
+    os.rename(path + ".tmp", path)  # the socket appears when it accepts: the client waits for the name
+    server.listen(64)
+    server.settimeout(1.0)
+    parent = os.getppid()
+    while os.getppid() == parent:  # the test process is gone: so is the zygote
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        try:
+            conn, _addr = server.accept()
+        except socket.timeout:
+            continue
+        conn.settimeout(None)
+        try:
+            request, fds = _receive(conn)
+        except (OSError, ValueError, EOFError):
+            conn.close()
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork() == 0:
+            server.close()
+            _serve(conn, request, fds, playbook_main)
+        conn.close()
+        for fd in fds:
+            os.close(fd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
