@@ -1,6 +1,7 @@
 """Run real playbooks with ansible-playbook and read back every task's result."""
 
 import atexit
+import collections
 import json
 import os
 import shutil
@@ -22,17 +23,22 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 ANSIBLE_PYTHON = os.environ.get("KEYOPS_ANSIBLE_PYTHON") or sys.executable
 BIN = os.path.dirname(ANSIBLE_PYTHON)
 # Runs forked from a process that imported ansible-playbook once (``_playbook_zygote.py``) unless this is "0".
-# Runs that are to be killed (``kill_after``) always start as processes of their own: the crash tests find what a
-# killed run left by its environment, which only an exec'd process shows in /proc.
+# Runs that are to be killed (``kill_after``, the ``crash_at`` callback, ``fresh=True``) start as processes of their
+# own: what a killed run left is found by its environment, which only an exec'd process shows in /proc.
 FORKED_RUNS = os.environ.get("KEYOPS_TEST_FORKED_PLAYBOOKS", "1") != "0"
 ZYGOTE_SCRIPT = os.path.join(HERE, "_playbook_zygote.py")
-# Variables that only the run reads (not ansible-core at import): they may differ between runs of one zygote.
-PER_RUN_VARIABLES = ("KEYOPS_RECORD_FILE",)
+# What ansible-core and Python read when they start and import (configuration, paths, locale): runs differing in
+# any of these get zygotes of their own.  Everything else (VAULT_*, KEYOPS_*, KUBECONFIG, ...) is read by the run.
+IMPORT_TIME_PREFIXES = ("ANSIBLE_", "PYTHON", "LC_")
+IMPORT_TIME_VARIABLES = ("HOME", "PATH", "TMPDIR", "LANG", "LANGUAGE", "TZ", "TERM", "COLUMNS", "NO_COLOR",
+                         "FORCE_COLOR")
 
 
 class PlaybookRun:
-    def __init__(self, argv, returncode, stdout, stderr, results, killed=False):
+    def __init__(self, argv, returncode, stdout, stderr, results, killed=False, pid=None, record_path=None):
         self.argv = argv
+        self.pid = pid  # the controller's
+        self.record_path = record_path
         self.rc = returncode
         self.stdout = stdout
         self.stderr = stderr
@@ -119,14 +125,17 @@ def playbook_env(record_path, callbacks=(), interpreter=ANSIBLE_PYTHON):
 
 
 def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="localhost,", callbacks=(),
-                     expect_rc=None, timeout=600, kill_after=None, cwd=None):
-    """Run ansible-playbook; ``kill_after`` seconds SIGKILLs its whole process group (modules included)."""
+                     expect_rc=None, timeout=600, kill_after=None, cwd=None, fresh=False):
+    """Run ansible-playbook; ``kill_after`` seconds SIGKILLs its whole process group (modules included).
+
+    ``fresh``: start it as a process of its own even where a run forked from the zygote would do."""
     argv = [os.path.join(BIN, "ansible-playbook"), "-i", inventory, str(playbook_path)] + list(args)
     run_env = playbook_env(record_path, callbacks)
     run_env.update(env or {})
     if os.path.exists(str(record_path)):
         os.unlink(str(record_path))
-    zygote = _zygote_for(run_env, cwd) if FORKED_RUNS and kill_after is None else None
+    forked = FORKED_RUNS and not fresh and kill_after is None and "crash_at" not in callbacks
+    zygote = _zygote_for(run_env, cwd) if forked else None
     if zygote is not None:
         pid, returncode, stdout, stderr = zygote.run(argv, run_env, cwd, timeout)
         killed = False
@@ -159,7 +168,7 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
     # Everything the run printed stays next to its results: the secret scan of the test run reads it.
     with open(str(record_path) + ".out", "w") as handle:
         handle.write(stdout + stderr)
-    run = PlaybookRun(argv, returncode, stdout, stderr, results, killed)
+    run = PlaybookRun(argv, returncode, stdout, stderr, results, killed, pid, str(record_path))
     if expect_rc is not None:
         assert run.rc == expect_rc, "ansible-playbook rc=%s (expected %s)\n%s" % (run.rc, expect_rc, run.output)
     return run
@@ -236,18 +245,23 @@ def _read_all(fd, chunks):
         os.close(fd)
 
 
-_ZYGOTES = {}
+_ZYGOTES = collections.OrderedDict()  # least recently used first
 _ZYGOTES_LOCK = threading.Lock()
+# Zygotes kept per test process (~50 MB each); the least recently used one stops when another is needed.
+MAX_ZYGOTES = 3
 
 
 def _zygote_for(env, cwd):
-    """The zygote for runs with this environment and working directory (ansible-core's configuration depends on
-    both), started on first use."""
-    key = (tuple(sorted((name, value) for name, value in env.items() if name not in PER_RUN_VARIABLES)), cwd)
+    """The zygote for runs with this start-up environment and working directory (ansible-core's configuration
+    depends on both), started on first use with only that environment."""
+    key = (tuple(sorted((name, value) for name, value in env.items()
+                        if name.startswith(IMPORT_TIME_PREFIXES) or name in IMPORT_TIME_VARIABLES)), cwd)
     with _ZYGOTES_LOCK:
         if key not in _ZYGOTES:
-            _ZYGOTES[key] = _Zygote({name: value for name, value in env.items() if name not in PER_RUN_VARIABLES},
-                                    cwd)
+            while len(_ZYGOTES) >= MAX_ZYGOTES:
+                _ZYGOTES.popitem(last=False)[1].stop()  # a run it forked goes on: its monitor is its parent
+            _ZYGOTES[key] = _Zygote(dict(key[0]), cwd)
+        _ZYGOTES.move_to_end(key)
         return _ZYGOTES[key]
 
 
@@ -258,7 +272,7 @@ def _stop_zygotes():
 
 
 def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosity=0, extra_vars=None,
-                 inventory="localhost,", expect_rc=None, timeout=600):
+                 inventory="localhost,", expect_rc=None, timeout=600, fresh=False):
     """Write ``playbook`` (a list of plays) into ``tmp_path`` and run it with ansible-playbook."""
     path = tmp_path / ("playbook-%d.yml" % len(list(tmp_path.glob("playbook-*.yml"))))
     # The playbook carries the test's inputs (tokens, keys): private, as an operator's vars file would be.
@@ -275,7 +289,7 @@ def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosit
     if extra_vars:
         args += ["-e", json.dumps(extra_vars)]
     return ansible_playbook(path, path.with_suffix(".jsonl"), env=env, args=args, inventory=inventory,
-                            expect_rc=expect_rc, timeout=timeout)
+                            expect_rc=expect_rc, timeout=timeout, fresh=fresh)
 
 
 def mitogen_env():

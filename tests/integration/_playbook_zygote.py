@@ -13,6 +13,7 @@ Standard library only: it runs in the compatibility venvs too.
 import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -119,9 +120,12 @@ def main(path):
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path + ".tmp")
-    os.rename(path + ".tmp", path)  # the socket appears when it accepts: the client waits for the name
     server.listen(64)
+    os.rename(path + ".tmp", path)  # the name appears once it accepts: the client waits for the name
     server.settimeout(1.0)
+    zygote = os.getpid()
+    # Its directory (socket, log) goes with it, also when the test process went without stopping it.
+    atexit.register(lambda: os.getpid() == zygote and shutil.rmtree(os.path.dirname(path), ignore_errors=True))
     parent = os.getppid()
     while os.getppid() == parent:  # the test process is gone: so is the zygote
         try:

@@ -465,7 +465,7 @@ def test_crash_in_the_middle_of_a_batch_then_rerun(vault, transit_mount, tmp_pat
 
     killer = threading.Thread(target=kill_when_partly_rewrapped, daemon=True)
     killer.start()
-    crashed = job.run("-e", "age=0s")
+    crashed = job.run("-e", "age=0s", fresh=True)  # its processes are found by their environment
     done.set()
     killer.join(10)
     assert crashed.rc != 0

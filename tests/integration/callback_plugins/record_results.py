@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Test-only callback: append every task result as one JSON line to $KEYOPS_RECORD_FILE."""
+"""Test-only callback: append every task result as one JSON line to $KEYOPS_RECORD_FILE, and describe the
+controller process (pid, command line, ansible-core's local temporary directory) in $KEYOPS_RECORD_FILE.controller."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -18,6 +19,7 @@ import json
 import os
 import time
 
+from ansible import constants as C
 from ansible.plugins.callback import CallbackBase
 
 
@@ -30,6 +32,15 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super(CallbackModule, self).__init__(*args, **kwargs)
         self.task_started = None
+
+    def v2_playbook_on_start(self, playbook):
+        path = os.environ.get("KEYOPS_RECORD_FILE")
+        if not path:
+            return
+        with open("/proc/self/cmdline", "rb") as handle:
+            cmdline = [part.decode("utf-8", "replace") for part in handle.read().split(b"\0") if part]
+        with open(path + ".controller", "w") as handle:
+            json.dump({"pid": os.getpid(), "cmdline": cmdline, "local_tmp": C.DEFAULT_LOCAL_TMP}, handle)
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self.task_started = time.perf_counter()
@@ -49,7 +60,7 @@ class CallbackModule(CallbackBase):
         prefix, _sep, rest = name.partition(" : ")
         if role is not None and rest and prefix.rsplit(".", 1)[-1] == role._role_name:
             name = rest  # ansible-core 2.21 prefixes a role's task names with the role
-        entry = {"task": name, "host": host.get_name(), "status": status,
+        entry = {"task": name, "action": task.action, "host": host.get_name(), "status": status,
                  "seconds": seconds, "result": data}
         with open(path, "a") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
