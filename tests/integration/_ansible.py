@@ -3,6 +3,7 @@
 import atexit
 import collections
 import json
+import locale
 import os
 import shutil
 import signal
@@ -29,9 +30,11 @@ FORKED_RUNS = os.environ.get("KEYOPS_TEST_FORKED_PLAYBOOKS", "1") != "0"
 ZYGOTE_SCRIPT = os.path.join(HERE, "_playbook_zygote.py")
 # What ansible-core and Python read when they start and import (configuration, paths, locale): runs differing in
 # any of these get zygotes of their own.  Everything else (VAULT_*, KEYOPS_*, KUBECONFIG, ...) is read by the run.
-IMPORT_TIME_PREFIXES = ("ANSIBLE_", "PYTHON", "LC_")
+IMPORT_TIME_PREFIXES = ("ANSIBLE_", "_ANSIBLE_", "PYTHON", "LC_", "LD_", "OPENSSL_")
 IMPORT_TIME_VARIABLES = ("HOME", "PATH", "TMPDIR", "LANG", "LANGUAGE", "TZ", "TERM", "COLUMNS", "NO_COLOR",
-                         "FORCE_COLOR")
+                         "FORCE_COLOR",
+                         # hvac (preloaded) takes these at import
+                         "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_CACERT", "VAULT_CAPATH")
 
 
 class PlaybookRun:
@@ -175,51 +178,73 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
 
 
 class _Zygote:
-    """One ``_playbook_zygote.py`` process: runs ansible-playbook forked from it, as ``Popen`` would report them."""
+    """One ``_playbook_zygote.py`` process: runs ansible-playbook forked from it, reported as ``Popen`` reports a
+    process of its own (return code, text output with universal newlines, ``TimeoutExpired``)."""
 
     def __init__(self, env, cwd):
         self.directory = tempfile.mkdtemp(prefix="keyops-zygote-")  # short: a socket path has ~100 bytes
         self.path = os.path.join(self.directory, "socket")
-        self.log = open(os.path.join(self.directory, "log"), "w+")
-        self.process = subprocess.Popen([ANSIBLE_PYTHON, ZYGOTE_SCRIPT, self.path], env=env, cwd=cwd,
-                                        stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        log_path = os.path.join(self.directory, "log")
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([ANSIBLE_PYTHON, ZYGOTE_SCRIPT, self.path, str(os.getpid())], env=env,
+                                            cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
         deadline = time.monotonic() + 60
         while not os.path.exists(self.path):
             if self.process.poll() is not None or time.monotonic() > deadline:
+                with open(log_path, "rb") as log:
+                    printed = log.read().decode("utf-8", "replace")
                 self.stop()
-                self.log.seek(0)
-                raise RuntimeError("the playbook zygote did not start:\n%s" % self.log.read())
+                raise RuntimeError("the playbook zygote did not start:\n%s" % printed)
             time.sleep(0.01)
+        # What importing ansible-core printed (configuration warnings): every fresh process prints it first.
+        with open(log_path, "rb") as log:
+            self.preamble = log.read()
+
+    @property
+    def alive(self):
+        return self.process.poll() is None
 
     def run(self, argv, env, cwd, timeout):
         """``(pid, returncode, stdout, stderr)`` of one run; its process group is killed on ``timeout``."""
+        deadline = time.monotonic() + timeout
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY)
-        payload = json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode("utf-8")
+        payload = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode("utf-8")
+        chunks = {out_read: [], err_read: [self.preamble]}
+        readers = [threading.Thread(target=_read_all, args=(fd, chunks[fd]), daemon=True) for fd in chunks]
+        pid = None
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.connect(self.path)
             try:
+                conn.connect(self.path)
                 socket.send_fds(conn, [struct.pack("!I", len(payload)) + payload], [stdin, out_write, err_write])
             finally:
                 for fd in (stdin, out_write, err_write):
                     os.close(fd)
-            answers = conn.makefile("rb")
-            pid = int(answers.readline())
-            chunks = {out_read: [], err_read: []}
-            readers = [threading.Thread(target=_read_all, args=(fd, chunks[fd]), daemon=True) for fd in chunks]
             for reader in readers:
                 reader.start()
-            conn.settimeout(timeout)
+            answers = conn.makefile("rb")
             try:
-                returncode = int(answers.readline())
+                conn.settimeout(max(0.0, deadline - time.monotonic()))
+                pid = int(answers.readline())
+                conn.settimeout(max(0.0, deadline - time.monotonic()))
+                line = answers.readline()
+                if not line:
+                    raise RuntimeError("the playbook zygote's monitor of run %d went away (see the run's output)" % pid)
+                returncode = int(line)
+                for reader in readers:
+                    reader.join(max(0.0, deadline - time.monotonic()))
+                if any(reader.is_alive() for reader in readers):  # a process the run left holds its output open
+                    raise socket.timeout()
             except socket.timeout:
-                os.killpg(pid, signal.SIGKILL)
+                if pid is not None:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 raise subprocess.TimeoutExpired(argv, timeout)
-            for reader in readers:
-                reader.join()
-        stdout, stderr = (b"".join(chunks[fd]).decode("utf-8", "replace") for fd in (out_read, err_read))
+        stdout, stderr = (_text(b"".join(chunks[fd])) for fd in (out_read, err_read))
         return pid, returncode, stdout, stderr
 
     def stop(self):
@@ -230,8 +255,12 @@ class _Zygote:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self.log.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _text(data):
+    """What ``Popen(text=True)`` makes of a process's output: the locale's encoding, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _read_all(fd, chunks):
@@ -254,9 +283,12 @@ MAX_ZYGOTES = 3
 def _zygote_for(env, cwd):
     """The zygote for runs with this start-up environment and working directory (ansible-core's configuration
     depends on both), started on first use with only that environment."""
+    cwd = cwd or os.getcwd()
     key = (tuple(sorted((name, value) for name, value in env.items()
                         if name.startswith(IMPORT_TIME_PREFIXES) or name in IMPORT_TIME_VARIABLES)), cwd)
     with _ZYGOTES_LOCK:
+        if key in _ZYGOTES and not _ZYGOTES[key].alive:
+            _ZYGOTES.pop(key).stop()  # killed (out of memory, a test's kill): a new one
         if key not in _ZYGOTES:
             while len(_ZYGOTES) >= MAX_ZYGOTES:
                 _ZYGOTES.popitem(last=False)[1].stop()  # a run it forked goes on: its monitor is its parent

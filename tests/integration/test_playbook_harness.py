@@ -4,11 +4,12 @@ gone when it ends."""
 
 import json
 import os
+import subprocess
 import uuid
 
 import pytest
 
-from _ansible import play, run_playbook
+from _ansible import ANSIBLE_PYTHON, play, run_playbook
 from test_in_process_parity import normalised, tasks
 
 
@@ -43,3 +44,20 @@ def test_forked_runs_match_fresh_ones_and_keep_their_own_temporary_directory(vau
     assert controllers["forked"]["local_tmp"] != controllers["forked-again"]["local_tmp"]
     assert results["forked"] == results["fresh"] == results["forked-again"]
     assert len(results["fresh"]) == 12
+
+
+@pytest.mark.compat
+def test_what_importing_ansible_core_prints_reaches_every_forked_run(tmp_path):
+    """ansible-core 2.19+ warns about deprecated settings while it is imported, before any run begins: a forked
+    run's stderr carries it as a fresh process's does (the zygote printed it once, into its log)."""
+    env = {"ANSIBLE_JINJA2_NATIVE": "1"}  # deprecated in 2.19+: a warning at import
+    runs = {mode: run_playbook(tmp_path, play([{"name": "hello", "ansible.builtin.debug": {"msg": "hello"}}]),
+                               env=env, fresh=(mode == "fresh"), expect_rc=0)
+            for mode in ("forked", "fresh", "forked-again")}
+    warnings = {mode: [line for line in run.stderr.splitlines() if "JINJA2_NATIVE" in line or "jinja2_native" in line]
+                for mode, run in runs.items()}
+    assert warnings["forked"] == warnings["fresh"] == warnings["forked-again"], runs["forked"].stderr
+    version = subprocess.run([ANSIBLE_PYTHON, "-c", "import ansible.release as r; print(r.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.split(".")
+    if (int(version[0]), int(version[1])) >= (2, 19):
+        assert warnings["fresh"], runs["fresh"].stderr  # the watcher watched: there was something to carry
