@@ -1,21 +1,15 @@
 """Run real playbooks with ansible-playbook and read back every task's result."""
 
-import atexit
-import collections
 import json
-import locale
 import os
-import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 import yaml
+
+from _playbook_zygote import zygote_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -27,14 +21,6 @@ BIN = os.path.dirname(ANSIBLE_PYTHON)
 # Runs that are to be killed (``kill_after``, the ``crash_at`` callback, ``fresh=True``) start as processes of their
 # own: what a killed run left is found by its environment, which only an exec'd process shows in /proc.
 FORKED_RUNS = os.environ.get("KEYOPS_TEST_FORKED_PLAYBOOKS", "1") != "0"
-ZYGOTE_SCRIPT = os.path.join(HERE, "_playbook_zygote.py")
-# What ansible-core and Python read when they start and import (configuration, paths, locale): runs differing in
-# any of these get zygotes of their own.  Everything else (VAULT_*, KEYOPS_*, KUBECONFIG, ...) is read by the run.
-IMPORT_TIME_PREFIXES = ("ANSIBLE_", "_ANSIBLE_", "PYTHON", "LC_", "LD_", "OPENSSL_")
-IMPORT_TIME_VARIABLES = ("HOME", "PATH", "TMPDIR", "LANG", "LANGUAGE", "TZ", "TERM", "COLUMNS", "NO_COLOR",
-                         "FORCE_COLOR",
-                         # hvac (preloaded) takes these at import
-                         "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_CACERT", "VAULT_CAPATH")
 
 
 class PlaybookRun:
@@ -138,7 +124,7 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
     if os.path.exists(str(record_path)):
         os.unlink(str(record_path))
     forked = FORKED_RUNS and not fresh and kill_after is None and "crash_at" not in callbacks
-    zygote = _zygote_for(run_env, cwd) if forked else None
+    zygote = zygote_for(ANSIBLE_PYTHON, run_env, cwd) if forked else None
     if zygote is not None:
         pid, returncode, stdout, stderr = zygote.run(argv, run_env, cwd, timeout)
         killed = False
@@ -175,132 +161,6 @@ def ansible_playbook(playbook_path, record_path, env=None, args=(), inventory="l
     if expect_rc is not None:
         assert run.rc == expect_rc, "ansible-playbook rc=%s (expected %s)\n%s" % (run.rc, expect_rc, run.output)
     return run
-
-
-class _Zygote:
-    """One ``_playbook_zygote.py`` process: runs ansible-playbook forked from it, reported as ``Popen`` reports a
-    process of its own (return code, text output with universal newlines, ``TimeoutExpired``)."""
-
-    def __init__(self, env, cwd):
-        self.directory = tempfile.mkdtemp(prefix="keyops-zygote-")  # short: a socket path has ~100 bytes
-        self.path = os.path.join(self.directory, "socket")
-        log_path = os.path.join(self.directory, "log")
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen([ANSIBLE_PYTHON, ZYGOTE_SCRIPT, self.path, str(os.getpid())], env=env,
-                                            cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not os.path.exists(self.path):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                with open(log_path, "rb") as log:
-                    printed = log.read().decode("utf-8", "replace")
-                self.stop()
-                raise RuntimeError("the playbook zygote did not start:\n%s" % printed)
-            time.sleep(0.01)
-        # What importing ansible-core printed (configuration warnings): every fresh process prints it first.
-        with open(log_path, "rb") as log:
-            self.preamble = log.read()
-
-    @property
-    def alive(self):
-        return self.process.poll() is None
-
-    def run(self, argv, env, cwd, timeout):
-        """``(pid, returncode, stdout, stderr)`` of one run; its process group is killed on ``timeout``."""
-        deadline = time.monotonic() + timeout
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        stdin = os.open(os.devnull, os.O_RDONLY)
-        payload = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode("utf-8")
-        chunks = {out_read: [], err_read: [self.preamble]}
-        readers = [threading.Thread(target=_read_all, args=(fd, chunks[fd]), daemon=True) for fd in chunks]
-        pid = None
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            try:
-                conn.connect(self.path)
-                socket.send_fds(conn, [struct.pack("!I", len(payload)) + payload], [stdin, out_write, err_write])
-            finally:
-                for fd in (stdin, out_write, err_write):
-                    os.close(fd)
-            for reader in readers:
-                reader.start()
-            answers = conn.makefile("rb")
-            try:
-                conn.settimeout(max(0.0, deadline - time.monotonic()))
-                pid = int(answers.readline())
-                conn.settimeout(max(0.0, deadline - time.monotonic()))
-                line = answers.readline()
-                if not line:
-                    raise RuntimeError("the playbook zygote's monitor of run %d went away (see the run's output)" % pid)
-                returncode = int(line)
-                for reader in readers:
-                    reader.join(max(0.0, deadline - time.monotonic()))
-                if any(reader.is_alive() for reader in readers):  # a process the run left holds its output open
-                    raise socket.timeout()
-            except socket.timeout:
-                if pid is not None:
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                raise subprocess.TimeoutExpired(argv, timeout)
-        stdout, stderr = (_text(b"".join(chunks[fd])) for fd in (out_read, err_read))
-        return pid, returncode, stdout, stderr
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.terminate()  # it removes its ansible-local temporary directory
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _text(data):
-    """What ``Popen(text=True)`` makes of a process's output: the locale's encoding, universal newlines."""
-    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _read_all(fd, chunks):
-    try:
-        while True:
-            data = os.read(fd, 65536)
-            if not data:
-                return
-            chunks.append(data)
-    finally:
-        os.close(fd)
-
-
-_ZYGOTES = collections.OrderedDict()  # least recently used first
-_ZYGOTES_LOCK = threading.Lock()
-# Zygotes kept per test process (~50 MB each); the least recently used one stops when another is needed.
-MAX_ZYGOTES = 3
-
-
-def _zygote_for(env, cwd):
-    """The zygote for runs with this start-up environment and working directory (ansible-core's configuration
-    depends on both), started on first use with only that environment."""
-    cwd = cwd or os.getcwd()
-    key = (tuple(sorted((name, value) for name, value in env.items()
-                        if name.startswith(IMPORT_TIME_PREFIXES) or name in IMPORT_TIME_VARIABLES)), cwd)
-    with _ZYGOTES_LOCK:
-        if key in _ZYGOTES and not _ZYGOTES[key].alive:
-            _ZYGOTES.pop(key).stop()  # killed (out of memory, a test's kill): a new one
-        if key not in _ZYGOTES:
-            while len(_ZYGOTES) >= MAX_ZYGOTES:
-                _ZYGOTES.popitem(last=False)[1].stop()  # a run it forked goes on: its monitor is its parent
-            _ZYGOTES[key] = _Zygote(dict(key[0]), cwd)
-        _ZYGOTES.move_to_end(key)
-        return _ZYGOTES[key]
-
-
-@atexit.register
-def _stop_zygotes():
-    for zygote in _ZYGOTES.values():
-        zygote.stop()
 
 
 def run_playbook(tmp_path, playbook, env=None, check=False, diff=False, verbosity=0, extra_vars=None,

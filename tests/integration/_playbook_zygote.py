@@ -2,26 +2,34 @@
 
 Started by ``_ansible.py`` (argv: the socket's path and the test process's pid) under the Python that runs
 ansible-playbook, with the start-up environment and working directory its runs will have (ansible-core reads its
-configuration at import).  What it prints while importing (ansible-core's configuration warnings) goes to its log,
-which the client puts in front of every run's stderr, where a fresh process would have printed it.  Each request (one connection on the Unix
-socket given as argv[1]: the run's argv, environment and working directory, with its stdin, stdout and stderr as
-file descriptors) is served by a forked monitor that forks the run in a session of its own, sends back the run's
-pid, waits for it and sends back its exit code as ``Popen.returncode`` has it.  The run is what the
-``ansible-playbook`` console script would do; only the imports (~0.4 CPU-s of its ~1.1) were done once.
+configuration at import).  What it prints while importing (ansible-core's configuration warnings) goes to its
+log, which the client puts in front of every run's stderr, where a fresh process would have printed it.
 
-Standard library only: it runs in the compatibility venvs too.
+Each request (one connection on the socket: the run's argv, environment and working directory, with its stdin,
+stdout and stderr as file descriptors) is served by a forked monitor that forks the run in a session of its own,
+sends back the run's pid, waits for it and sends back its exit code as ``Popen.returncode`` has it.  The run is
+what the ``ansible-playbook`` console script would do; only the imports were done once (what that saves:
+benchmarks/README.md, "make test: where the time goes").
+
+The client half (``zygote_for``, used by ``_ansible.py``) keeps the zygotes of a test process, one per start-up
+environment.  Besides ansible-core and the preloaded libraries, standard library only: it runs in the
+compatibility venvs too.
 """
 
 import atexit
+import collections
 import json
+import locale
 import os
 import shutil
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 
 # Libraries every task of the collection's Vault modules imports in its worker: imported here, the forked
@@ -163,6 +171,143 @@ def main(path, parent):
         conn.close()
         for fd in fds:
             os.close(fd)
+
+
+# -- the client side: used by _ansible.py in the test process --------------------------------------------------
+
+# What ansible-core and Python read when they start and import (configuration, paths, locale): runs differing in
+# any of these get zygotes of their own.  Everything else (VAULT_*, KEYOPS_*, KUBECONFIG, ...) is read by the run.
+IMPORT_TIME_PREFIXES = ("ANSIBLE_", "_ANSIBLE_", "PYTHON", "LC_", "LD_", "OPENSSL_")
+IMPORT_TIME_VARIABLES = ("HOME", "PATH", "TMPDIR", "LANG", "LANGUAGE", "TZ", "TERM", "COLUMNS", "NO_COLOR",
+                         "FORCE_COLOR",
+                         # hvac (preloaded) takes these at import
+                         "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_CACERT", "VAULT_CAPATH")
+
+
+class _Zygote:
+    """One ``_playbook_zygote.py`` process: runs ansible-playbook forked from it, reported as ``Popen`` reports a
+    process of its own (return code, text output with universal newlines, ``TimeoutExpired``)."""
+
+    def __init__(self, python, env, cwd):
+        self.directory = tempfile.mkdtemp(prefix="keyops-zygote-")  # short: a socket path has ~100 bytes
+        self.path = os.path.join(self.directory, "socket")
+        log_path = os.path.join(self.directory, "log")
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([python, os.path.abspath(__file__), self.path, str(os.getpid())], env=env,
+                                            cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(self.path):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                with open(log_path, "rb") as log:
+                    printed = log.read().decode("utf-8", "replace")
+                self.stop()
+                raise RuntimeError("the playbook zygote did not start:\n%s" % printed)
+            time.sleep(0.01)
+        # What importing ansible-core printed (configuration warnings): every fresh process prints it first.
+        with open(log_path, "rb") as log:
+            self.preamble = log.read()
+
+    @property
+    def alive(self):
+        return self.process.poll() is None
+
+    def run(self, argv, env, cwd, timeout):
+        """``(pid, returncode, stdout, stderr)`` of one run; its process group is killed on ``timeout``."""
+        deadline = time.monotonic() + timeout
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        payload = json.dumps({"argv": argv, "env": env, "cwd": cwd or os.getcwd()}).encode("utf-8")
+        chunks = {out_read: [], err_read: [self.preamble]}
+        readers = [threading.Thread(target=_read_all, args=(fd, chunks[fd]), daemon=True) for fd in chunks]
+        pid = None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            try:
+                conn.connect(self.path)
+                socket.send_fds(conn, [struct.pack("!I", len(payload)) + payload], [stdin, out_write, err_write])
+            finally:
+                for fd in (stdin, out_write, err_write):
+                    os.close(fd)
+            for reader in readers:
+                reader.start()
+            answers = conn.makefile("rb")
+            try:
+                conn.settimeout(max(0.0, deadline - time.monotonic()))
+                pid = int(answers.readline())
+                conn.settimeout(max(0.0, deadline - time.monotonic()))
+                line = answers.readline()
+                if not line:
+                    raise RuntimeError("the playbook zygote's monitor of run %d went away (see the run's output)" % pid)
+                returncode = int(line)
+                for reader in readers:
+                    reader.join(max(0.0, deadline - time.monotonic()))
+                if any(reader.is_alive() for reader in readers):  # a process the run left holds its output open
+                    raise socket.timeout()
+            except socket.timeout:
+                if pid is not None:
+                    try:
+                        os.killpg(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                raise subprocess.TimeoutExpired(argv, timeout)
+        stdout, stderr = (_text(b"".join(chunks[fd])) for fd in (out_read, err_read))
+        return pid, returncode, stdout, stderr
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()  # it removes its ansible-local temporary directory
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _text(data):
+    """What ``Popen(text=True)`` makes of a process's output: the locale's encoding, universal newlines."""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read_all(fd, chunks):
+    try:
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            chunks.append(data)
+    finally:
+        os.close(fd)
+
+
+_ZYGOTES = collections.OrderedDict()  # least recently used first
+_ZYGOTES_LOCK = threading.Lock()
+# Zygotes kept per test process (~50 MB each); the least recently used one stops when another is needed.
+MAX_ZYGOTES = 3
+
+
+def zygote_for(python, env, cwd):
+    """The zygote for runs of ``python``'s ansible-playbook with this start-up environment and working directory
+    (ansible-core's configuration depends on both), started on first use with only that environment."""
+    cwd = cwd or os.getcwd()
+    key = (tuple(sorted((name, value) for name, value in env.items()
+                        if name.startswith(IMPORT_TIME_PREFIXES) or name in IMPORT_TIME_VARIABLES)), cwd, python)
+    with _ZYGOTES_LOCK:
+        if key in _ZYGOTES and not _ZYGOTES[key].alive:
+            _ZYGOTES.pop(key).stop()  # killed (out of memory, a test's kill): a new one
+        if key not in _ZYGOTES:
+            while len(_ZYGOTES) >= MAX_ZYGOTES:
+                _ZYGOTES.popitem(last=False)[1].stop()  # a run it forked goes on: its monitor is its parent
+            _ZYGOTES[key] = _Zygote(python, dict(key[0]), cwd)
+        _ZYGOTES.move_to_end(key)
+        return _ZYGOTES[key]
+
+
+@atexit.register
+def _stop_zygotes():
+    for zygote in _ZYGOTES.values():
+        zygote.stop()
 
 
 if __name__ == "__main__":
