@@ -60,7 +60,7 @@ class CallbackModule(CallbackBase):
         prefix, _sep, rest = name.partition(" : ")
         if role is not None and rest and prefix.rsplit(".", 1)[-1] == role._role_name:
             name = rest  # ansible-core 2.21 prefixes a role's task names with the role
-        entry = {"task": name, "action": task.action, "host": host.get_name(), "status": status,
+        entry = {"task": name, "host": host.get_name(), "status": status,
                  "seconds": seconds, "result": data}
         with open(path, "a") as handle:
             handle.write(json.dumps(entry, default=str) + "\n")
